@@ -49,3 +49,19 @@ def _close_figures():
 
     if "matplotlib.pyplot" in sys.modules:
         sys.modules["matplotlib.pyplot"].close("all")
+
+
+def tiny_model(seed: int = 0, **overrides):
+    """A randomly initialised one-layer GELU HookedTransformer shaped like gelu-1l but tiny (no download)."""
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+    kw = dict(n_layers=1, d_model=32, d_mlp=64, n_heads=2, d_head=16, n_ctx=16, d_vocab=50, act_fn="gelu",
+              normalization_type="LN", seed=seed, device="cpu")
+    kw.update(overrides)
+    return HookedTransformer(HookedTransformerConfig(**kw)).eval()
+
+
+@pytest.fixture(scope="session")
+def model():
+    """Session-wide tiny model (treat as read-only)."""
+    return tiny_model()

@@ -1,0 +1,60 @@
+"""Batch-level metrics and the named frequency thresholds (REPLICATION.md §8). The trainer logs these; analyses reuse them."""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+import numpy as np
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+RARE_FREQ = 1e-4
+"""Rare / ultra-low-frequency cut of Neel's analysis.py: rare = freq < 1e-4, non-rare = freq >= 1e-4."""
+COMMON_FREQ = 10**-3.5
+"""'Common' cut of Neel's scratch.py (freq > 10^-3.5); also the 'Is Rare' colouring threshold of F21."""
+NEEL_RESAMPLE_FREQ = 10**-5.5
+"""Resampling threshold of Neel's train.py: latents with freq < 10^-5.5 are re-initialised (REPLICATION.md §7.1)."""
+LOG_FREQ_EPS = 10**-6.5
+"""Offset of the log-frequency plots: log10(freq + 10^-6.5), so dead latents sit at -6.5 (REPLICATION.md §10)."""
+LOGGED_THRESHOLDS = (1e-5, 1e-6)
+"""Frequencies below which Neel's training logs count latents ('below_1e-5', 'below_1e-6')."""
+
+ArrayT = TypeVar("ArrayT", Tensor, np.ndarray)
+
+
+def l0(acts: Float[Tensor, "batch d_sae"]) -> Float[Tensor, ""]:
+    """Mean number of active (> 0) latents per token. On a token sample it equals the sum of latent frequencies."""
+    return (acts > 0).sum(-1, dtype=torch.float64).mean()
+
+
+def explained_variance(x: Float[Tensor, "batch d_in"], x_hat: Float[Tensor, "batch d_in"]) -> Float[Tensor, ""]:
+    """Fraction of the batch's variance explained: 1 - sum (x - x_hat)^2 / sum (x - mean_batch x)^2, in fp64."""
+    x, x_hat = x.double(), x_hat.double()
+    resid = (x - x_hat).pow(2).sum()
+    total = (x - x.mean(0)).pow(2).sum()
+    return 1 - resid / total
+
+
+def firing_counts(acts: Float[Tensor, "batch d_sae"]) -> Int[Tensor, " d_sae"]:
+    """Number of tokens on which each latent is active (> 0), as exact int64 counts."""
+    return (acts > 0).sum(0, dtype=torch.int64)
+
+
+def log10_freq(freq: ArrayT, eps: float = LOG_FREQ_EPS) -> ArrayT:
+    """log10(freq + eps), the plotted log frequency (dead latents at log10(eps) = -6.5 by default)."""
+    if isinstance(freq, Tensor):
+        return torch.log10(freq.double() + eps)
+    return np.log10(np.asarray(freq, dtype=np.float64) + eps)
+
+
+def frequency_fractions(freq: Float[Tensor, " d_sae"]) -> dict[str, float]:
+    """Neel's logged fractions: dead (frequency exactly 0 in the sample), below 1e-5 and below 1e-6.
+
+    'dead' depends on the sample size (REPLICATION.md §8): report the token count alongside it.
+    """
+    freq = freq.double()
+    out = {"frac_dead": float((freq == 0).double().mean())}
+    for t in LOGGED_THRESHOLDS:
+        out[f"frac_below_{t:.0e}".replace("e-0", "e-")] = float((freq < t).double().mean())
+    return out

@@ -1,0 +1,155 @@
+"""Next-token loss with the SAE spliced into the model: the reconstruction score ("CE loss recovered", REPLICATION.md §8)
+and the loss-vs-frequency-floor curve (§9.7)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, NamedTuple
+
+import pandas as pd
+import torch
+from jaxtyping import Bool, Float, Int
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from sae_analysis.activations import token_batches
+from sae_analysis.frequency import resolve_hook_name
+from sae_analysis.sae import SAE
+
+if TYPE_CHECKING:
+    from transformer_lens import HookedTransformer
+
+NEEL_FLOORS = (-6.5, -5, -4.5, -4.4, -4.3, -4.2, -4.1, -4, -3, -2.5, -2, -1.5, -1, 0)
+"""log10 frequency floors of Neel's analysis.py loss-vs-floor cell (REPLICATION.md §9.7)."""
+
+Hook = Callable[[Tensor], Tensor]
+
+
+class ReconstructionLosses(NamedTuple):
+    """Mean next-token cross-entropy under each intervention, and the two recovery scores."""
+
+    clean: float
+    recon: float
+    zero: float
+    mean: float
+    score_zero: float
+    """(zero - recon) / (zero - clean): the score Neel logs."""
+    score_mean: float
+    """(mean - recon) / (mean - clean): the mean-ablation variant; <= score_zero when mean <= zero."""
+    n_tokens: int
+    """Predicted tokens the losses average over."""
+
+
+def recovered_fraction(clean: float, recon: float, ablated: float) -> float:
+    """(ablated - recon) / (ablated - clean); NaN when the ablation does not change the loss."""
+    denom = ablated - clean
+    return float("nan") if denom == 0 else (ablated - recon) / denom
+
+
+def reconstruct(sae: SAE, act: Float[Tensor, "... d_in"], latent_mask: Bool[Tensor, " d_sae"] | None = None) -> Tensor:
+    """x_hat for model activations of any leading shape, optionally keeping only the latents in `latent_mask`."""
+    f = sae.encode(act.reshape(-1, act.shape[-1]))
+    if latent_mask is not None:
+        f = f * latent_mask.to(f.dtype)
+    return sae.decode(f).reshape(act.shape).to(act.dtype)
+
+
+def zero_ablate(act: Tensor) -> Tensor:
+    """The activation set to 0 (the MLP still adds b_out: REPLICATION.md §14.8)."""
+    return torch.zeros_like(act)
+
+
+def mean_ablate(act: Tensor) -> Tensor:
+    """The activation replaced by its mean over batch and position of the same batch."""
+    return act.mean(dim=(0, 1), keepdim=True).expand_as(act)
+
+
+@torch.no_grad()
+def spliced_losses(
+    model: HookedTransformer,
+    tokens: Int[Tensor, "n_seq pos"],
+    hook_name: str,
+    hooks: dict[str, Hook | None],
+    *,
+    batch_size: int = 32,
+    progress: bool = False,
+) -> tuple[dict[str, float], int]:
+    """Mean next-token loss for each named intervention at `hook_name` (None = clean), averaged over all predicted tokens."""
+    totals = dict.fromkeys(hooks, 0.0)
+    n_pred = 0
+    batches = token_batches(tokens, batch_size)
+    if progress:
+        batches = tqdm(batches, total=-(-tokens.shape[0] // batch_size), desc="losses", unit="batch")
+    for batch in batches:
+        batch = batch.to(model.cfg.device)
+        n = batch.shape[0] * (batch.shape[1] - 1)
+        for key, fn in hooks.items():
+            fwd = [] if fn is None else [(hook_name, lambda act, hook, fn=fn: fn(act))]
+            totals[key] += float(model.run_with_hooks(batch, return_type="loss", fwd_hooks=fwd)) * n
+        n_pred += n
+    if n_pred == 0:
+        raise ValueError("no tokens to score: pass at least one sequence of length >= 2")
+    return {k: v / n_pred for k, v in totals.items()}, n_pred
+
+
+def reconstruction_losses(
+    model: HookedTransformer,
+    sae: SAE,
+    tokens: Int[Tensor, "n_seq pos"],
+    *,
+    hook_name: str | None = None,
+    batch_size: int = 32,
+    latent_mask: Bool[Tensor, " d_sae"] | None = None,
+    progress: bool = False,
+) -> ReconstructionLosses:
+    """Clean, reconstructed (b_dec included), zero- and mean-ablated losses over `tokens`, then one ratio each."""
+    name = resolve_hook_name(sae, hook_name)
+    hooks: dict[str, Hook | None] = {
+        "clean": None,
+        "recon": lambda act: reconstruct(sae, act, latent_mask),
+        "zero": zero_ablate,
+        "mean": mean_ablate,
+    }
+    L, n = spliced_losses(model, tokens, name, hooks, batch_size=batch_size, progress=progress)
+    return ReconstructionLosses(
+        clean=L["clean"],
+        recon=L["recon"],
+        zero=L["zero"],
+        mean=L["mean"],
+        score_zero=recovered_fraction(L["clean"], L["recon"], L["zero"]),
+        score_mean=recovered_fraction(L["clean"], L["recon"], L["mean"]),
+        n_tokens=n,
+    )
+
+
+def loss_vs_frequency_floor(
+    model: HookedTransformer,
+    sae: SAE,
+    tokens: Int[Tensor, "n_seq pos"],
+    freq: Float[Tensor, " d_sae"],
+    floors: Sequence[float] = NEEL_FLOORS,
+    *,
+    hook_name: str | None = None,
+    batch_size: int = 32,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """Score of reconstructions that keep only latents with freq >= 10**floor, for each floor (REPLICATION.md §9.7).
+
+    Use frequencies, activations and decoder of the same checkpoint. Columns: floor, n_kept, loss, score_zero.
+    """
+    name = resolve_hook_name(sae, hook_name)
+    masks = {f: (freq.to(sae.device) >= 10.0**f) for f in floors}
+    hooks: dict[str, Hook | None] = {"clean": None, "zero": zero_ablate}
+    for f, m in masks.items():
+        hooks[f"floor={f}"] = lambda act, m=m: reconstruct(sae, act, m)
+    L, _ = spliced_losses(model, tokens, name, hooks, batch_size=batch_size, progress=progress)
+    rows = [
+        {
+            "floor": float(f),
+            "n_kept": int(m.sum()),
+            "loss": L[f"floor={f}"],
+            "score_zero": recovered_fraction(L["clean"], L[f"floor={f}"], L["zero"]),
+        }
+        for f, m in masks.items()
+    ]
+    return pd.DataFrame(rows)

@@ -1,0 +1,75 @@
+"""Streaming frequencies: exact counts, batch-size invariance, naive reference, no unembedding."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from sae_analysis.activations import hook_activations, hook_layer, token_batches
+from sae_analysis.frequency import frequencies_from_activations, frequencies_from_log10, latent_frequencies
+
+HOOK = "blocks.0.mlp.hook_post"
+
+
+@pytest.fixture
+def tokens():
+    return torch.randint(0, 50, (10, 16), generator=torch.Generator().manual_seed(1))
+
+
+def test_hook_layer():
+    assert hook_layer("blocks.0.mlp.hook_post") == 0 and hook_layer("blocks.11.hook_resid_pre") == 11
+    with pytest.raises(ValueError, match="block index"):
+        hook_layer("hook_embed")
+
+
+def test_hook_activations_match_full_forward_and_skip_unembed(model, tokens):
+    calls = []
+    handle = model.unembed.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        acts = hook_activations(model, tokens, HOOK)
+    finally:
+        handle.remove()
+    assert calls == []  # stop_at_layer: the unembedding never ran
+    _, cache = model.run_with_cache(tokens)
+    torch.testing.assert_close(acts, cache[HOOK])
+
+
+def test_frequencies_equal_naive_and_are_batch_size_invariant(model, make_sae, tokens):
+    sae = make_sae(64, 96, hook_name=HOOK)
+    with torch.no_grad():
+        sae.b_enc.normal_(-0.5, 0.5)  # a spread of frequencies, some latents dead
+    a = latent_frequencies(model, sae, tokens, batch_size=3)
+    b = latent_frequencies(model, sae, tokens, batch_size=10)
+    assert torch.equal(a.counts, b.counts) and torch.equal(a.freq, b.freq)
+    x = hook_activations(model, tokens, HOOK).reshape(-1, 64)
+    naive = (sae.encode(x) > 0).double().mean(0)
+    torch.testing.assert_close(a.freq, naive)
+    assert a.n_tokens == 160
+    assert a.l0 == pytest.approx(float((sae.encode(x) > 0).sum(-1).double().mean()))
+    assert 0 < float((a.freq == 0).double().mean()) < 1  # the case really has dead and live latents
+
+
+def test_frequencies_need_a_hook_name(model, make_sae, tokens):
+    with pytest.raises(ValueError, match="hook_name"):
+        latent_frequencies(model, make_sae(64, 96), tokens)
+
+
+def test_frequencies_from_activations_rejects_empty(make_sae):
+    with pytest.raises(ValueError, match="zero tokens"):
+        frequencies_from_activations(make_sae(), [])
+
+
+def test_frequencies_from_log10_round_trip():
+    freq = torch.tensor([1e-2, 1e-5, 0.0], dtype=torch.float64)
+    res = frequencies_from_log10(torch.log10(freq), "sparsity.safetensors")
+    torch.testing.assert_close(res.freq, freq)
+    assert res.source == "stored: sparsity.safetensors" and res.n_tokens == 0
+    with pytest.raises(ValueError, match="NaN"):
+        frequencies_from_log10(torch.tensor([float("nan")]), "x")
+
+
+def test_token_batches_cover_all_rows():
+    t = torch.arange(7 * 2).reshape(7, 2)
+    assert torch.equal(torch.cat(list(token_batches(t, 3))), t)
+    with pytest.raises(ValueError):
+        list(token_batches(t, 0))

@@ -1,0 +1,67 @@
+"""Spliced losses: a perfect SAE recovers everything, ablations match hand-written hooks, floors mask latents."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from sae_analysis import SAE, SAEConfig
+from sae_analysis.reconstruction import loss_vs_frequency_floor, reconstruction_losses, recovered_fraction
+
+HOOK = "blocks.0.mlp.hook_post"
+
+
+def perfect_sae(d_in: int) -> SAE:
+    """relu(x) - relu(-x) = x: latents [I, -I] reconstruct any input exactly."""
+    eye = torch.eye(d_in)
+    cfg = SAEConfig(d_in=d_in, d_sae=2 * d_in, hook_name=HOOK)
+    return SAE.from_weights(
+        cfg, W_enc=torch.cat([eye, -eye], 1), W_dec=torch.cat([eye, -eye], 0), b_enc=torch.zeros(2 * d_in),
+        b_dec=torch.zeros(d_in),
+    )
+
+
+@pytest.fixture
+def tokens():
+    return torch.randint(0, 50, (6, 16), generator=torch.Generator().manual_seed(2))
+
+
+def test_recovered_fraction_hand_case():
+    assert recovered_fraction(2.0, 3.0, 4.0) == 0.5
+    assert math.isnan(recovered_fraction(2.0, 3.0, 2.0))
+
+
+def test_perfect_sae_recovers_all(model, tokens):
+    r = reconstruction_losses(model, perfect_sae(64), tokens, batch_size=4)
+    assert r.recon == pytest.approx(r.clean, abs=1e-5)
+    assert r.score_zero == pytest.approx(1.0, abs=1e-4) and r.score_mean == pytest.approx(1.0, abs=1e-4)
+    assert r.n_tokens == 6 * 15
+
+
+@torch.no_grad()
+def test_losses_equal_hand_written_hooks(model, make_sae, tokens):
+    sae = make_sae(64, 96, hook_name=HOOK)
+    r = reconstruction_losses(model, sae, tokens, batch_size=6)  # one batch: the mean ablation is over all of it
+    clean = float(model(tokens, return_type="loss").detach())
+    zero = float(model.run_with_hooks(tokens, return_type="loss", fwd_hooks=[(HOOK, lambda a, hook: a * 0)]))
+    mean = float(model.run_with_hooks(
+        tokens, return_type="loss", fwd_hooks=[(HOOK, lambda a, hook: a.mean((0, 1), keepdim=True).expand_as(a))]))
+    def splice(a, hook):
+        return sae(a.reshape(-1, 64)).x_hat.reshape(a.shape)
+
+    recon = float(model.run_with_hooks(tokens, return_type="loss", fwd_hooks=[(HOOK, splice)]))
+    assert r.clean == pytest.approx(clean, rel=1e-6) and r.zero == pytest.approx(zero, rel=1e-6)
+    assert r.mean == pytest.approx(mean, rel=1e-6) and r.recon == pytest.approx(recon, rel=1e-6)
+    assert r.score_zero == pytest.approx((zero - recon) / (zero - clean), rel=1e-6)
+
+
+def test_loss_vs_floor_masks_latents(model, tokens):
+    sae = perfect_sae(64)
+    freq = torch.linspace(1e-3, 0.5, 128)
+    df = loss_vs_frequency_floor(model, sae, tokens, freq, floors=(-6.5, 0.0), batch_size=3)
+    assert df["n_kept"].tolist() == [128, 0]
+    assert df["score_zero"].iloc[0] == pytest.approx(1.0, abs=1e-4)
+    assert df["score_zero"].iloc[1] == pytest.approx(0.0, abs=1e-6)  # no latent kept, b_dec = 0: the zero ablation
+    assert list(df.columns) == ["floor", "n_kept", "loss", "score_zero"]
