@@ -1,0 +1,188 @@
+"""Latent-frequency figures: F1 (final histogram), F2 (histograms across checkpoints, the phase-transition curve) and
+F3-F5 (per-latent frequency in one checkpoint against another). REPLICATION.md §9.8, §10.
+
+Every input is a log frequency as `sae_analysis.metrics.log10_freq` returns it, log10(freq + 10^-6.5), so dead latents
+sit at -6.5; token counts are raw token numbers (drawn in millions).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import matplotlib as mpl
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure, SubFigure
+
+from figures._draw import as_1d, axes_or_gca, finite, percent_hist, reference_vline
+from figures.style import (
+    BASELINE_GREY,
+    CHECKPOINT_CMAP,
+    ENC_COLOR,
+    JOINT,
+    RARE_COLOR,
+    RARE_LOG10,
+    SEED_COLORS,
+    WIDE,
+    add_source,
+    ensure_figure,
+    joint_axes,
+)
+
+
+def plot_frequency_histogram(
+    log10_freq: np.ndarray,
+    *,
+    source: str,
+    bins: int = 100,
+    rare_log10: float | None = RARE_LOG10,
+    title: str = "Frequencies for Final Checkpoint",
+    ax: Axes | None = None,
+) -> Axes:
+    """F1: percent of latents per log10-frequency bin, with the rare threshold marked and the share below it in the legend."""
+    ax = axes_or_gca(ax)
+    values = as_1d(log10_freq, "log10_freq")
+    percent_hist(ax, values, bins=bins, color=SEED_COLORS[0])
+    if rare_log10 is not None:
+        share = 100.0 * np.mean(finite(values) < rare_log10)
+        reference_vline(ax, rare_log10, f"freq < 1e{rare_log10:g}: {share:.1f}% of latents", color=RARE_COLOR)
+        ax.legend(loc="upper left")
+    ax.set(xlabel="Freq (Log10)", ylabel="Percent of latents", title=title)
+    add_source(ax, source)
+    return ax
+
+
+def _checkpoint_colors(tokens: np.ndarray) -> tuple[list, mpl.cm.ScalarMappable]:
+    """One colour per checkpoint from the checkpoint colour map, ordered by tokens (in millions)."""
+    millions = tokens / 1e6
+    norm = mpl.colors.Normalize(vmin=float(millions.min()), vmax=float(millions.max()) + 1e-9)
+    mappable = mpl.cm.ScalarMappable(norm=norm, cmap=CHECKPOINT_CMAP)
+    return [mappable.to_rgba(m) for m in millions], mappable
+
+
+def plot_frequency_histograms(
+    edges: np.ndarray,
+    percent: np.ndarray,
+    tokens: Sequence[float],
+    *,
+    source: str,
+    title: str = "Frequencies for checkpoints",
+    ax: Axes | None = None,
+) -> Axes:
+    """F2 (left): one outline per checkpoint, coloured by training tokens, with a colour bar. `percent[s]` is the percent
+    of latents per log-frequency bin of checkpoint s over the shared bin `edges` (`sae_analysis.phase.log_freq_histograms`)."""
+    ax = axes_or_gca(ax)
+    edges_arr, tokens_arr = as_1d(edges, "edges"), as_1d(tokens, "tokens")
+    heights = np.asarray(percent, dtype=np.float64)
+    if heights.ndim != 2 or heights.shape != (len(tokens_arr), len(edges_arr) - 1) or len(tokens_arr) == 0:
+        raise ValueError(f"percent must be [n_checkpoints={len(tokens_arr)}, n_bins={len(edges_arr) - 1}], got {heights.shape}")
+    colors, mappable = _checkpoint_colors(tokens_arr)
+    for row, color, n in zip(heights, colors, tokens_arr):
+        ax.stairs(row, edges_arr, color=color, linewidth=1.2, label=f"{n / 1e6:,.0f}M")
+    ax.figure.colorbar(mappable, ax=ax, label="million tokens")
+    ax.set(xlabel="Freq (Log10)", ylabel="Percent of latents", title=title)
+    add_source(ax, source)
+    return ax
+
+
+def plot_phase_curve(
+    tokens: Sequence[float],
+    ulf_fraction: np.ndarray,
+    *,
+    source: str,
+    median_log10_freq: np.ndarray | None = None,
+    changepoint: float | None = None,
+    markers: Mapping[str, float] | None = None,
+    ulf_label: str = "freq < 1e-4",
+    title: str = "Ultra-low-frequency cluster over training",
+    ax: Axes | None = None,
+) -> Axes:
+    """F2 (right): the ULF fraction (percent, left axis) and optionally the ULF median log frequency (right axis) against
+    tokens, with the estimated changepoint and named reference token counts (e.g. the data-exhaustion hypothesis)."""
+    ax = legend_ax = axes_or_gca(ax)
+    millions = as_1d(tokens, "tokens") / 1e6
+    ax.plot(
+        millions, 100.0 * as_1d(ulf_fraction, "ulf_fraction"), marker="o", color=SEED_COLORS[0], label=f"ULF share ({ulf_label})"
+    )
+    ax.set(xlabel="Tokens (millions)", ylabel="Percent of latents in the ULF cluster", title=title)
+    if median_log10_freq is not None:
+        twin = ax.twinx()
+        twin.plot(millions, as_1d(median_log10_freq, "median_log10_freq"), marker="s", color=ENC_COLOR, label="ULF median freq")
+        twin.set_ylabel("Median ULF freq (Log10)")
+        twin.grid(False)
+        twin.spines["right"].set_visible(True)
+        legend_ax = twin  # drawn above `ax`, so its legend is not hidden under the twin's lines
+    if changepoint is not None:
+        reference_vline(ax, changepoint / 1e6, f"changepoint ≈ {changepoint / 1e6:,.0f}M tokens", color="black")
+    for name, where in (markers or {}).items():
+        reference_vline(ax, where / 1e6, name, color=BASELINE_GREY)
+    legend_ax.legend(*_merged_legend(ax), loc="best")
+    add_source(ax, source)
+    return ax
+
+
+def _merged_legend(ax: Axes) -> tuple[list, list]:
+    """Handles and labels of an Axes and of any twin sharing its x axis, so a single legend lists all lines."""
+    handles, labels = [], []
+    for other in [ax, *[a for a in ax.figure.axes if a is not ax and a.get_shared_x_axes().joined(a, ax)]]:
+        h, lab = other.get_legend_handles_labels()
+        handles, labels = handles + h, labels + lab
+    return handles, labels
+
+
+def plot_phase_transition(
+    edges: np.ndarray,
+    percent: np.ndarray,
+    tokens: Sequence[float],
+    ulf_fraction: np.ndarray,
+    *,
+    source: str,
+    median_log10_freq: np.ndarray | None = None,
+    changepoint: float | None = None,
+    markers: Mapping[str, float] | None = None,
+    fig: Figure | SubFigure | None = None,
+) -> Figure | SubFigure:
+    """F2 as one page: histograms across checkpoints (left) and the ULF curve with its changepoint (right)."""
+    fig = ensure_figure(fig, WIDE)
+    left, right = fig.subplots(1, 2)
+    plot_frequency_histograms(edges, percent, tokens, source=source, ax=left)
+    plot_phase_curve(
+        tokens,
+        ulf_fraction,
+        source=source,
+        median_log10_freq=median_log10_freq,
+        changepoint=changepoint,
+        markers=markers,
+        ax=right,
+    )
+    return fig
+
+
+def plot_freq_vs_freq(
+    log10_a: np.ndarray,
+    log10_b: np.ndarray,
+    *,
+    source: str,
+    label_a: str,
+    label_b: str,
+    title: str | None = None,
+    bins: int = 50,
+    fig: Figure | SubFigure | None = None,
+) -> Figure | SubFigure:
+    """F3-F5: per-latent log frequency in checkpoint B against checkpoint A, the y = x line, and marginal histograms.
+    A resampled index holds a different latent after the reset (REPLICATION.md §9.8), so off-diagonal points mix both."""
+    a, b = as_1d(log10_a, "log10_a"), as_1d(log10_b, "log10_b")
+    if a.shape != b.shape:
+        raise ValueError(f"both checkpoints need the same latents, got {a.shape} and {b.shape}")
+    fig = ensure_figure(fig, JOINT)
+    joint, top, right = joint_axes(fig)
+    joint.scatter(a, b, s=4, alpha=0.3, color=SEED_COLORS[0], linewidths=0, label="latents")
+    lo, hi = float(np.nanmin(np.r_[a, b])), float(np.nanmax(np.r_[a, b]))
+    joint.plot([lo, hi], [lo, hi], color=BASELINE_GREY, linestyle="--", linewidth=1.0, label="y = x")
+    percent_hist(top, a, bins=bins, color=SEED_COLORS[0])
+    percent_hist(right, b, bins=bins, color=SEED_COLORS[0], orientation="horizontal")
+    joint.set(xlabel=f"{label_a}: Freq (Log10)", ylabel=f"{label_b}: Freq (Log10)")
+    joint.legend(loc="upper left")
+    fig.suptitle(title or f"Frequencies for {label_a} and {label_b}")
+    add_source(fig, source)
+    return fig

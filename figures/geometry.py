@@ -1,0 +1,57 @@
+"""Weight-geometry figures: F18 (encoder-decoder cosine per latent) and F20 (share of each latent in the null space of
+the model's `W_out`). REPLICATION.md §9.5-9.6; pass non-rare latents (freq >= 1e-4) to match Neel's figures.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from matplotlib.axes import Axes
+
+from figures._draw import as_1d, axes_or_gca, finite, reference_vline
+from figures.style import BASELINE_GREY, DEC_COLOR, ENC_COLOR, SEED_COLORS, add_source
+
+RANDOM_NULL_FRAC = 0.75
+"""A random direction in gelu-1l's 2048-d neuron space: (2048 - 512) / 2048 of it lies in W_out's null space."""
+
+
+def plot_enc_dec_cosine(
+    cos: np.ndarray,
+    *,
+    source: str,
+    bins: int = 60,
+    ax: Axes | None = None,
+    title: str = "Encoder Decoder Cosine Sim (non-rare features)",
+) -> Axes:
+    """F18: histogram (count) of cos(e_i, d_i), with the median marked (Neel: about 0.5, his argument against tied weights)."""
+    ax = axes_or_gca(ax)
+    values = finite(as_1d(cos, "cos"))
+    ax.hist(values, bins=bins, range=(min(-0.1, float(values.min(initial=0))), 1.0), color=SEED_COLORS[0])
+    if len(values):
+        reference_vline(ax, float(np.median(values)), f"median {np.median(values):.3f} (n={len(values)})", color="black")
+        ax.legend(loc="upper left")
+    ax.set(xlabel="cos(encoder column, decoder row)", ylabel="Count of latents", title=title)
+    add_source(ax, source)
+    return ax
+
+
+def plot_null_space(
+    enc_null_frac: np.ndarray,
+    dec_null_frac: np.ndarray,
+    *,
+    source: str,
+    reference: float = RANDOM_NULL_FRAC,
+    bins: int = 60,
+    ax: Axes | None = None,
+    title: str = "Fraction of feature in W_out null space (non-rare)",
+) -> Axes:
+    """F20: overlaid histograms (count) of the null-space share of encoder and decoder directions, with the share a random
+    direction would have (`reference`: 0.75 for gelu-1l, (d_mlp - d_model) / d_mlp in general)."""
+    ax = axes_or_gca(ax)
+    for values, color, name in ((enc_null_frac, ENC_COLOR, "encoder"), (dec_null_frac, DEC_COLOR, "decoder")):
+        kept = finite(as_1d(values, f"{name}_null_frac"))
+        ax.hist(kept, bins=bins, range=(0.0, 1.0), color=color, alpha=0.6, label=f"{name} (median {np.median(kept):.3f})")
+    reference_vline(ax, reference, f"random direction: {reference:.4g}", color=BASELINE_GREY)
+    ax.set(xlabel="Fraction of squared norm in the null space of W_out", ylabel="Count of latents", title=title)
+    ax.legend(loc="upper left")
+    add_source(ax, source)
+    return ax

@@ -1,0 +1,133 @@
+"""Neuron-basis sparsity figures: F13 (encoder) and F15 (decoder) top neuron vs next 9, and F17 neuron kurtosis.
+Definitions in REPLICATION.md §9.1-9.2; the arrays come from `sae_analysis` (fve_top_1, fve_next_9, sparsity classes,
+excess kurtosis, and the same quantities on a Gaussian matrix of the same shape as the baseline).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure, SubFigure
+
+from figures._draw import as_1d, axes_or_gca, clip_to, percent_hist
+from figures.style import BASELINE_GREY, JOINT, SEED_COLORS, SPARSITY_COLORS, add_source, ensure_figure, joint_axes
+
+Which = Literal["encoder", "decoder"]
+TOP1_THRESHOLD, NEXT9_THRESHOLD = 0.35, 0.1
+"""Neel's analysis.py: 1-sparse if fve_top_1 > 0.35 and fve_next_9 < 0.1 (REPLICATION.md §9.1)."""
+TOP_VS_NEXT9_TITLES = {
+    "encoder": "Fraction of Squared Sum Explained by Top Neuron vs Next 9 Neurons",
+    "decoder": "Fraction of Squared Decoder Sum Explained by Top Neuron vs Next 9 Neurons",
+}
+
+
+def _class_scatter(ax: Axes, x: np.ndarray, y: np.ndarray, classes: Sequence[str] | None, alpha: float) -> None:
+    """One scatter per sparsity class (legend: class, count, percent), or a single one when classes are unknown."""
+    if classes is None:
+        ax.scatter(x, y, s=6, alpha=alpha, color=SEED_COLORS[0], linewidths=0, label=f"latents (n={len(x)})")
+        return
+    labels = np.asarray(classes)
+    if labels.shape != x.shape:
+        raise ValueError(f"classes must have one entry per latent, got {labels.shape} for {x.shape}")
+    unknown = set(labels.tolist()) - set(SPARSITY_COLORS)
+    if unknown:
+        raise ValueError(f"unknown sparsity classes {sorted(unknown)}; expected {list(SPARSITY_COLORS)}")
+    for name, color in SPARSITY_COLORS.items():
+        sel = labels == name
+        share = 100.0 * sel.mean() if len(sel) else 0.0
+        ax.scatter(x[sel], y[sel], s=6, alpha=alpha, color=color, linewidths=0, label=f"{name} (n={sel.sum()}, {share:.1f}%)")
+
+
+def _marginals(
+    top: Axes, right: Axes, x: np.ndarray, y: np.ndarray, baseline: tuple[np.ndarray, np.ndarray] | None, bins: int
+) -> None:
+    """Percent histograms of both coordinates on the marginal axes; the baseline as a grey outline."""
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    percent_hist(top, x, bins=edges, color=SEED_COLORS[0])
+    percent_hist(right, y, bins=edges, color=SEED_COLORS[0], orientation="horizontal")
+    if baseline is not None:
+        percent_hist(top, baseline[0], bins=edges, histtype="step", color=BASELINE_GREY)
+        percent_hist(right, baseline[1], bins=edges, histtype="step", color=BASELINE_GREY, orientation="horizontal")
+
+
+def plot_top_vs_next9(
+    fve_top_1: np.ndarray,
+    fve_next_9: np.ndarray,
+    *,
+    source: str,
+    classes: Sequence[str] | None = None,
+    baseline: tuple[np.ndarray, np.ndarray] | None = None,
+    which: Which = "decoder",
+    alpha: float = 0.2,
+    bins: int = 50,
+    title: str | None = None,
+    fig: Figure | SubFigure | None = None,
+) -> Figure | SubFigure:
+    """F13 / F15: fraction of squared weight in the top neuron (x) vs the next 9 (y), one colour per sparsity class, the
+    Gaussian baseline in grey, the 1-sparse thresholds as dashed lines, and marginal histograms. Pass non-rare latents
+    (freq >= 1e-4) to match Neel's scatter."""
+    x, y = as_1d(fve_top_1, "fve_top_1"), as_1d(fve_next_9, "fve_next_9")
+    if x.shape != y.shape:
+        raise ValueError(f"fve_top_1 and fve_next_9 differ in length: {x.shape} vs {y.shape}")
+    fig = ensure_figure(fig, JOINT)
+    joint, top, right = joint_axes(fig)
+    if baseline is not None:
+        bx, by = as_1d(baseline[0], "baseline[0]"), as_1d(baseline[1], "baseline[1]")
+        joint.scatter(bx, by, s=6, alpha=alpha, color=BASELINE_GREY, linewidths=0, label=f"Gaussian baseline (n={len(bx)})")
+        baseline = (bx, by)
+    _class_scatter(joint, x, y, classes, alpha)
+    joint.axvline(TOP1_THRESHOLD, color="black", linestyle="--", linewidth=0.8)
+    joint.axhline(NEXT9_THRESHOLD, color="black", linestyle="--", linewidth=0.8)
+    _marginals(top, right, x, y, baseline, bins)
+    joint.set(xlim=(0, 1), ylim=(0, 1), xlabel="Frac Explained by Top Neuron", ylabel="Frac Explained by Next 9 Neurons")
+    legend = joint.legend(loc="upper right", markerscale=2.5)
+    for handle in legend.legend_handles:
+        handle.set_alpha(1.0)
+    fig.suptitle(title or TOP_VS_NEXT9_TITLES[which])
+    add_source(fig, source)
+    return fig
+
+
+def plot_kurtosis(
+    kurtosis: np.ndarray,
+    baseline: np.ndarray | None = None,
+    *,
+    source: str,
+    which: Which = "decoder",
+    clip: tuple[float, float] = (-5.0, 50.0),
+    bins: int = 500,
+    ax: Axes | None = None,
+) -> Axes:
+    """F17: histogram of the per-latent excess kurtosis over neurons (scipy convention, REPLICATION.md §9.2), real vs the
+    Gaussian baseline, clipped into `clip` so the heavy tail piles up in the last bin instead of vanishing."""
+    ax = axes_or_gca(ax)
+    lo, hi = clip
+    real = as_1d(kurtosis, "kurtosis")
+    if baseline is not None:
+        ax.hist(
+            clip_to(as_1d(baseline, "baseline"), lo, hi),
+            bins=bins,
+            range=clip,
+            color=BASELINE_GREY,
+            alpha=0.8,
+            label="random baseline",
+        )
+    ax.hist(
+        clip_to(real, lo, hi),
+        bins=bins,
+        range=clip,
+        color=SEED_COLORS[0],
+        alpha=0.7,
+        label=f"real (median {np.nanmedian(real):.2f})",
+    )
+    ax.set(
+        xlabel=f"Excess kurtosis of {which} weights over neurons",
+        ylabel="Count of latents",
+        title=f"Neuron Kurtosis (real vs random baseline, clipped at {hi:g})",
+    )
+    ax.legend(loc="upper right")
+    add_source(ax, source)
+    return ax

@@ -1,0 +1,86 @@
+"""F21: per-latent weight statistics against frequency (encoder bias, encoder norm, decoder norm, weighted encoder bias,
+encoder norm products), coloured by a rare mask, with an OLS trend line per panel (REPLICATION.md §10, F21). Published
+decoder rows are not unit norm (§3.4), which the decoder-norm panel shows.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure, SubFigure
+
+from figures._draw import as_1d, axes_or_gca
+from figures.style import COMMON_COLOR, PAGE, RARE_COLOR, add_source, ensure_figure
+
+F21_Y_LABEL = "log10(freq + 1e-5)"
+"""Neel's scratch.py plots these panels against log10(freq + 1e-5) (a different offset from the histograms' 10^-6.5)."""
+
+
+def _trend_line(ax: Axes, x: np.ndarray, y: np.ndarray) -> None:
+    """Least-squares line y = a x + b over the finite points, drawn across their x range (seaborn's regplot, no band)."""
+    ok = np.isfinite(x) & np.isfinite(y)
+    if ok.sum() < 2 or np.ptp(x[ok]) == 0:
+        return
+    slope, intercept = np.polyfit(x[ok], y[ok], 1)
+    xs = np.array([x[ok].min(), x[ok].max()])
+    ax.plot(xs, slope * xs + intercept, color="black", linewidth=1.0, label=f"OLS: y = {slope:.3g} x + {intercept:.3g}")
+
+
+def _draw_vs_frequency(
+    ax: Axes, values: np.ndarray, log10_freq: np.ndarray, is_rare: np.ndarray, *, name: str, rare_label: str, y_label: str
+) -> None:
+    x, y, rare = as_1d(values, name), as_1d(log10_freq, "log10_freq"), np.asarray(is_rare, dtype=bool)
+    if not (x.shape == y.shape == rare.shape):
+        raise ValueError(f"{name}: values {x.shape}, log10_freq {y.shape} and is_rare {rare.shape} must match")
+    ax.scatter(x[~rare], y[~rare], s=5, alpha=0.4, color=COMMON_COLOR, linewidths=0, label=f"common (n={(~rare).sum()})")
+    ax.scatter(x[rare], y[rare], s=5, alpha=0.4, color=RARE_COLOR, linewidths=0, label=f"{rare_label} (n={rare.sum()})")
+    _trend_line(ax, x, y)
+    ax.set(xlabel=name, ylabel=y_label, title=f"{name} vs frequency")
+    ax.legend(loc="best", fontsize=6, markerscale=2)
+
+
+def plot_vs_frequency(
+    values: np.ndarray,
+    log10_freq: np.ndarray,
+    is_rare: np.ndarray,
+    *,
+    source: str,
+    name: str,
+    rare_label: str = "freq < 10^-3.5",
+    y_label: str = F21_Y_LABEL,
+    ax: Axes | None = None,
+) -> Axes:
+    """One F21 panel: a per-latent quantity (x) against log frequency (y), rare latents in their own colour, OLS line."""
+    ax = axes_or_gca(ax)
+    _draw_vs_frequency(ax, values, log10_freq, is_rare, name=name, rare_label=rare_label, y_label=y_label)
+    add_source(ax, source)
+    return ax
+
+
+def plot_bias_norm_panels(
+    panels: Mapping[str, np.ndarray],
+    log10_freq: np.ndarray,
+    is_rare: np.ndarray,
+    *,
+    source: str,
+    rare_label: str = "freq < 10^-3.5",
+    y_label: str = F21_Y_LABEL,
+    ncols: int = 3,
+    fig: Figure | SubFigure | None = None,
+) -> Figure | SubFigure:
+    """F21 as one page: `panels[name]` is a per-latent quantity (e.g. "Encoder bias"), one scatter panel each."""
+    if not panels:
+        raise ValueError("panels needs at least one quantity, e.g. {'Encoder bias': b_enc}")
+    fig = ensure_figure(fig, PAGE)
+    ncols = min(ncols, len(panels))
+    axes = np.atleast_1d(fig.subplots(math.ceil(len(panels) / ncols), ncols, squeeze=False)).ravel()
+    for ax, (name, values) in zip(axes, panels.items()):
+        _draw_vs_frequency(ax, values, log10_freq, is_rare, name=name, rare_label=rare_label, y_label=y_label)
+    for ax in axes[len(panels) :]:
+        ax.set_visible(False)
+    fig.suptitle("Encoder bias and norms vs frequency")
+    add_source(fig, source)
+    return fig
