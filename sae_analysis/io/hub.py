@@ -1,0 +1,166 @@
+"""Hugging Face Hub access: download a checkpoint's files with `huggingface_hub`, then hand the folder to the disk loaders.
+
+The Hub layer only downloads (its cache, `HF_HUB_OFFLINE`, `revision` pinning), as in sparsify and SAELens. Settings
+are read from the environment at call time (`HF_ENDPOINT`, `HF_HUB_OFFLINE`, `HF_HUB_CACHE` / `HF_HOME`), not from
+`huggingface_hub.constants`, which freezes them at import. Offline, nothing touches the network
+(`local_files_only=True`), so a missing file fails at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from huggingface_hub import constants, hf_hub_download
+from huggingface_hub.errors import (
+    HfHubHTTPError,
+    LocalEntryNotFoundError,
+    RemoteEntryNotFoundError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
+
+from sae_analysis.io.disk import DL_CONFIG, DL_WEIGHTS, LOADERS, NEEL_ALIASES, SPARSIFY_WEIGHTS, UnknownFormatError
+from sae_analysis.io.errors import CorruptFileError, HubError, MissingFileError, SAELoadError
+from sae_analysis.io.native import CFG_FILE, SPARSITY_FILE, WEIGHTS_FILE
+from sae_analysis.io.readers import read_json
+from sae_analysis.sae import SAE
+
+logger = logging.getLogger(__name__)
+
+NEEL_REPO = "NeelNanda/sparse_autoencoder"
+"""Neel Nanda's gelu-1l SAEs: `{v}.pt` + `{v}_cfg.json`, aliases run1 -> 25, run2 -> 47 (REPLICATION.md §4.1)."""
+_TRUE = {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class HubSettings:
+    """Where and whether to download, read from the environment at call time."""
+
+    endpoint: str
+    """Hub URL (HF_ENDPOINT)."""
+    offline: bool
+    """HF_HUB_OFFLINE set: only the local cache is used."""
+    cache_dir: str
+    """huggingface_hub cache folder (HF_HUB_CACHE, else HF_HOME/hub)."""
+
+
+def hub_settings() -> HubSettings:
+    env = os.environ
+    endpoint = env.get("HF_ENDPOINT", "").rstrip("/") or constants.ENDPOINT
+    offline = (env.get("HF_HUB_OFFLINE") or env.get("TRANSFORMERS_OFFLINE") or "").strip().lower() in _TRUE
+    hf_home = env.get("HF_HOME")
+    cache = env.get("HF_HUB_CACHE") or (os.path.join(hf_home, "hub") if hf_home else constants.HF_HUB_CACHE)
+    return HubSettings(endpoint=endpoint, offline=offline, cache_dir=os.path.expanduser(cache))
+
+
+def _unreachable(repo: str, filename: str, s: HubSettings, err: BaseException) -> HubError:
+    """The error for 'not cached, and the Hub cannot be asked': offline mode, no network, or a server error."""
+    where = f"{repo}/{filename}"
+    if s.offline:
+        return HubError(
+            f"{where} is not in the local cache and HF_HUB_OFFLINE=1 forbids downloading it: run once with network "
+            f"access (unset HF_HUB_OFFLINE) or pass a local path; files are cached in {s.cache_dir}"
+        )
+    cause = err.__cause__ or err
+    status = getattr(getattr(cause, "response", None), "status_code", None)
+    why = f"the Hub answered HTTP {status}" if status else f"cannot reach {s.endpoint} ({type(cause).__name__})"
+    return HubError(f"cannot download {where}: {why}, and it is not in the local cache {s.cache_dir}; retry or pass a local path")
+
+
+def download(repo: str, filename: str, *, revision: str | None = None) -> Path:
+    """Local path of `filename` from Hub repo `repo` (downloaded into, or found in, the huggingface_hub cache)."""
+    s = hub_settings()
+    kw: dict[str, Any] = {"revision": revision, "cache_dir": s.cache_dir, "endpoint": s.endpoint, "local_files_only": s.offline}
+    try:
+        return Path(hf_hub_download(repo, filename, **kw))
+    except RemoteEntryNotFoundError:
+        raise MissingFileError(f"{repo}@{revision or 'main'} has no file {filename} (HTTP 404 from {s.endpoint})") from None
+    except RevisionNotFoundError:
+        raise HubError(f"{repo} has no revision {revision!r} on {s.endpoint}") from None
+    except RepositoryNotFoundError:
+        raise HubError(f"repository {repo} not found on {s.endpoint} (private or gated repos need `hf auth login`)") from None
+    except LocalEntryNotFoundError as e:
+        raise _unreachable(repo, filename, s, e) from None
+    except HfHubHTTPError as e:
+        raise HubError(f"cannot download {repo}/{filename}: HTTP {e.response.status_code} from {s.endpoint}") from None
+    except OSError as e:  # huggingface_hub's size consistency check: the body ended early
+        raise CorruptFileError(f"download of {repo}/{filename} is truncated or corrupt ({e}); run again") from None
+
+
+def _is_original(repo: str, name: str) -> bool:
+    """Neel's repo holds only `{v}.pt` files; elsewhere a bare version number or a `.pt` name means the same format."""
+    return repo == NEEL_REPO or name.isdigit() or (name.endswith(".pt") and Path(name).name != DL_WEIGHTS)
+
+
+def _fetch_original(repo: str, name: str, revision: str | None) -> tuple[str, Path, str]:
+    stem = (NEEL_ALIASES.get(name, name) if repo == NEEL_REPO else name).removesuffix(".pt")
+    download(repo, f"{stem}_cfg.json", revision=revision)
+    return "original", download(repo, f"{stem}.pt", revision=revision), f"{stem}.pt"
+
+
+def _fetch_folder(repo: str, prefix: str, revision: str | None, fmt: str | None) -> tuple[str, Path, str]:
+    """Download a folder-format checkpoint: cfg.json decides SAELens (has d_sae) vs sparsify; else ae.pt."""
+    if fmt == "dictionary_learning" or fmt is None and not _exists(repo, prefix + CFG_FILE, revision):
+        weights = download(repo, prefix + DL_WEIGHTS, revision=revision)
+        _optional(repo, prefix + DL_CONFIG, revision)
+        return "dictionary_learning", weights.parent, prefix + DL_WEIGHTS
+    raw = read_json(download(repo, prefix + CFG_FILE, revision=revision))
+    fmt = fmt or ("saelens" if "d_sae" in raw else "sparsify")
+    if fmt == "saelens":
+        _optional(repo, prefix + SPARSITY_FILE, revision)
+    weights_file = prefix + (WEIGHTS_FILE if fmt == "saelens" else SPARSIFY_WEIGHTS)
+    return fmt, download(repo, weights_file, revision=revision).parent, weights_file
+
+
+def _exists(repo: str, filename: str, revision: str | None) -> bool:
+    try:
+        download(repo, filename, revision=revision)
+    except MissingFileError:
+        return False
+    return True
+
+
+def _optional(repo: str, filename: str, revision: str | None) -> None:
+    try:
+        download(repo, filename, revision=revision)
+    except SAELoadError as e:  # absent, or offline and never cached: the checkpoint is usable without it
+        logger.info("optional file %s/%s not available: %s", repo, filename, e)
+
+
+def _commit_of(path: Path) -> str | None:
+    """The commit hash in a huggingface_hub cache path `.../snapshots/<commit>/<file>`."""
+    parts = path.parts
+    i = parts.index("snapshots") + 1 if "snapshots" in parts else len(parts)
+    return parts[i] if i < len(parts) else None
+
+
+def load_from_hub(
+    repo: str,
+    name: str | None = None,
+    *,
+    revision: str | None = None,
+    format: str | None = None,
+    device: Any = "cpu",
+    dtype: torch.dtype | None = None,
+) -> SAE:
+    """Download one SAE from Hub repo `repo` and load it. `name`: an original-format stem or alias ("25", "run1"), or the
+    sub-folder of a folder format (None: the repo root)."""
+    if format is not None and format not in LOADERS:
+        raise UnknownFormatError(f"unknown format {format!r}; known formats: {list(LOADERS)}")
+    if format == "original" or (format is None and name is not None and _is_original(repo, name)):
+        if name is None:
+            raise MissingFileError(f"{repo}: the original format needs a checkpoint name, e.g. '25' or 'run1'")
+        fmt, target, filename = _fetch_original(repo, name, revision)
+    else:
+        fmt, target, filename = _fetch_folder(repo, f"{name.strip('/')}/" if name else "", revision, format)
+    sae = LOADERS[fmt](target, device=device, dtype=dtype)
+    sae.meta.update(repo=repo, revision=revision or "main", commit=_commit_of(target), filename=filename)
+    return sae
+
+
+__all__ = ["NEEL_REPO", "HubSettings", "hub_settings", "download", "load_from_hub"]
