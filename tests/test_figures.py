@@ -1,0 +1,182 @@
+"""figures/: single-axes plots (F1, F2, F3, F6, F7, F8, F18, F20). Assertions on artists, never on pixels."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+from matplotlib.patches import StepPatch
+
+from figures import (
+    plot_enc_dec_cosine,
+    plot_freq_vs_freq,
+    plot_frequency_histogram,
+    plot_frequency_histograms,
+    plot_loss_vs_floor,
+    plot_null_space,
+    plot_phase_curve,
+    plot_phase_transition,
+    plot_rare_cosine,
+    plot_rare_directions,
+    plot_rare_projection,
+)
+from figures.style import CHECKPOINT_CMAP
+
+
+def all_texts(target) -> list[str]:
+    """Every text string of a Figure (its own texts, suptitle and all its axes' texts, titles and legends)."""
+    fig = target if hasattr(target, "axes") and not hasattr(target, "plot") else target.figure
+    texts = [t.get_text() for t in fig.texts]
+    for ax in fig.axes:
+        texts += [t.get_text() for t in ax.texts] + [ax.get_title(), ax.get_title("left")]
+        legend = ax.get_legend()
+        texts += [t.get_text() for t in legend.get_texts()] if legend else []
+    return texts
+
+
+def legend_texts(ax) -> list[str]:
+    return [t.get_text() for t in ax.get_legend().get_texts()]
+
+
+def vline_xs(ax) -> list[float]:
+    return [float(line.get_xdata()[0]) for line in ax.lines if len(set(np.ravel(line.get_xdata()))) == 1]
+
+
+def test_f1_histogram_percent_threshold_and_source(rng):
+    values = np.r_[rng.uniform(-6.5, -4.01, 30), rng.uniform(-3.9, -1, 70), np.nan]
+    ax = plot_frequency_histogram(values, bins=20, source="embedded demo (seed1)", ax=plt.figure().gca())
+    assert len(ax.patches) == 20
+    assert sum(p.get_height() for p in ax.patches) == pytest.approx(100.0)  # percent of the 100 finite latents
+    assert vline_xs(ax) == [-4.0]
+    assert legend_texts(ax) == ["freq < 1e-4: 30.0% of latents"]
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("Freq (Log10)", "Percent of latents")
+    assert "source: embedded demo (seed1)" in all_texts(ax)
+
+
+def test_axes_contract_none_means_current_axes(rng):
+    fig = plt.figure()
+    current = fig.add_subplot(1, 2, 2)
+    assert plot_frequency_histogram(rng.normal(-3, 1, 50), source="s") is current
+
+
+def test_every_figure_needs_a_source(rng):
+    with pytest.raises(ValueError, match="source"):
+        plot_frequency_histogram(rng.normal(size=10), source=" ", ax=plt.figure().gca())
+
+
+def test_f2_histograms_one_outline_per_checkpoint_coloured_by_tokens():
+    edges = np.linspace(-6.5, 0, 6)
+    percent = np.array([[10, 20, 30, 40, 0], [50, 0, 0, 0, 50], [0, 0, 100, 0, 0.0]])
+    tokens = [3e8, 1e8, 2e8]
+    ax = plot_frequency_histograms(edges, percent, tokens, source="s", ax=plt.figure().gca())
+    stairs = [p for p in ax.patches if isinstance(p, StepPatch)]
+    assert len(stairs) == 3
+    np.testing.assert_allclose(stairs[1].get_data().values, percent[1])
+    np.testing.assert_allclose(stairs[0].get_data().edges, edges)
+    cmap = plt.get_cmap(CHECKPOINT_CMAP)
+    np.testing.assert_allclose(stairs[1].get_edgecolor(), cmap(0.0))  # fewest tokens: start of the colour map
+    np.testing.assert_allclose(stairs[0].get_edgecolor(), cmap(1.0 - 1e-12), atol=1e-3)
+    assert [s.get_label() for s in stairs] == ["300M", "100M", "200M"]
+    assert any(a.get_ylabel() == "million tokens" for a in ax.figure.axes)  # the colour bar
+
+
+def test_f2_histograms_reject_mismatched_shapes():
+    with pytest.raises(ValueError, match="n_checkpoints"):
+        plot_frequency_histograms(np.linspace(0, 1, 4), np.ones((2, 3)), [1.0], source="s", ax=plt.figure().gca())
+
+
+def test_phase_curve_lines_changepoint_and_markers():
+    tokens = np.array([1e8, 2e8, 3e8, 4e8])
+    ulf = np.array([0.1, 0.1, 0.5, 0.5])
+    median = np.array([-5.0, -5.1, -5.6, -5.7])
+    ax = plot_phase_curve(
+        tokens,
+        ulf,
+        median_log10_freq=median,
+        changepoint=2.5e8,
+        markers={"data exhausted": 3.5e8},
+        source="s",
+        ax=plt.figure().gca(),
+    )
+    np.testing.assert_allclose(ax.lines[0].get_xdata(), [100, 200, 300, 400])
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), [10, 10, 50, 50])
+    assert vline_xs(ax) == [250.0, 350.0]
+    twin = next(a for a in ax.figure.axes if a is not ax)
+    np.testing.assert_allclose(twin.lines[0].get_ydata(), median)
+    labels = legend_texts(twin)
+    assert "changepoint ≈ 250M tokens" in labels and "data exhausted" in labels and "ULF median freq" in labels
+
+
+def test_phase_transition_page_has_both_panels():
+    edges = np.linspace(-6.5, 0, 4)
+    fig = plot_phase_transition(edges, np.ones((2, 3)), [1e6, 2e6], np.array([0.2, 0.4]), changepoint=1.5e6, source="demo")
+    titles = [a.get_title() for a in fig.axes]
+    assert "Frequencies for checkpoints" in titles and "Ultra-low-frequency cluster over training" in titles
+    assert all_texts(fig).count("source: demo") == 2
+
+
+def test_f3_scatter_identity_line_and_marginals(rng):
+    a, b = rng.normal(-3, 1, 40), rng.normal(-3, 1, 40)
+    fig = plot_freq_vs_freq(a, b, label_a="ckpt 21 (1597M)", label_b="ckpt 22 (1720M)", bins=10, source="hub")
+    joint = next(ax for ax in fig.axes if ax.get_xlabel())
+    np.testing.assert_allclose(joint.collections[0].get_offsets(), np.c_[a, b])
+    line = joint.lines[0]
+    np.testing.assert_allclose(line.get_xdata(), line.get_ydata())  # y = x
+    marginal_bars = sorted(len(ax.patches) for ax in fig.axes if ax is not joint)
+    assert marginal_bars == [10, 10]
+    assert fig.get_suptitle() == "Frequencies for ckpt 21 (1597M) and ckpt 22 (1720M)"
+    assert "source: hub" in all_texts(fig)
+    with pytest.raises(ValueError, match="same latents"):
+        plot_freq_vs_freq(a, b[:-1], label_a="a", label_b="b", source="s")
+
+
+def test_f6_loss_vs_floor_sorted_percent_lines():
+    floors = np.array([0.0, -6.5, -4.0, -2.0])
+    score = np.array([0.0, 0.92, 0.91, 0.5])
+    ax = plot_loss_vs_floor(
+        {"seed1 final": (floors, score), "seed1 ckpt": (floors, score * 0.9)}, source="s", ax=plt.figure().gca()
+    )
+    np.testing.assert_allclose(ax.lines[0].get_xdata(), [-6.5, -4.0, -2.0, 0.0])
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), [92.0, 91.0, 50.0, 0.0])
+    assert legend_texts(ax)[:2] == ["seed1 final", "seed1 ckpt"]
+    assert ax.get_ylabel() == "% Loss Recovered"
+    with pytest.raises(ValueError, match="floors"):
+        plot_loss_vs_floor({"x": (floors, score[:2])}, source="s", ax=plt.figure().gca())
+
+
+def test_f7_rare_cosine_share_above_threshold_and_cross_seed_cosine():
+    cos_a = np.r_[np.full(8, 0.99), 0.2, 0.5]
+    cos_b = np.r_[np.full(3, 0.97), np.full(7, 0.1), np.nan]
+    ax = plot_rare_cosine({"seed1": cos_a, "seed2": cos_b}, direction_cos=0.9871, bins=20, source="s", ax=plt.figure().gca())
+    steps = ax.patches
+    assert len(steps) == 2
+    assert legend_texts(ax) == ["seed1: n=10, 80.0% > 0.95", "seed2: n=10, 30.0% > 0.95"]
+    assert "0.987" in ax.get_title()
+    assert vline_xs(ax) == [0.95]
+
+
+def test_f8_projection_and_page():
+    proj = {"run1": np.array([1.0, 2.0, 3.0]), "run2": np.array([0.5, 0.5])}
+    ax = plot_rare_projection(proj, bins=5, source="s", ax=plt.figure().gca())
+    assert legend_texts(ax) == ["run1: n=3", "run2: n=2"]
+    fig = plot_rare_directions({"run1": np.array([0.99, 0.5])}, proj, direction_cos=0.5, source="s")
+    assert len(fig.axes) == 2
+    with pytest.raises(ValueError, match="at least one run"):
+        plot_rare_cosine({}, source="s", ax=plt.figure().gca())
+
+
+def test_f18_encoder_decoder_cosine_median(rng):
+    cos = rng.uniform(0, 1, 101)
+    ax = plot_enc_dec_cosine(np.r_[cos, np.inf], bins=10, source="s", ax=plt.figure().gca())
+    assert sum(p.get_height() for p in ax.patches) == 101
+    assert vline_xs(ax) == [pytest.approx(np.median(cos))]
+    assert legend_texts(ax) == [f"median {np.median(cos):.3f} (n=101)"]
+
+
+def test_f20_null_space_overlay_and_reference(rng):
+    enc, dec = rng.uniform(0.6, 0.9, 30), rng.uniform(0.7, 0.8, 20)
+    ax = plot_null_space(enc, dec, bins=10, source="s", ax=plt.figure().gca())
+    heights = [p.get_height() for p in ax.patches]
+    assert len(heights) == 20 and sum(heights[:10]) == 30 and sum(heights[10:]) == 20
+    assert vline_xs(ax) == [0.75]
+    assert legend_texts(ax)[0].startswith("encoder (median")
