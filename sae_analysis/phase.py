@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NamedTuple
 
+import numpy as np
 import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
@@ -44,6 +45,21 @@ def stack_snapshots(tokens: Sequence[int], results: Sequence[FrequencyResult], *
     order = torch.argsort(t)
     freq = torch.stack([results[i].freq.double() for i in order.tolist()])
     return FrequencySnapshots(t[order], freq, source or "; ".join(r.source for r in results))
+
+
+def snapshots_from_log10(
+    tokens: Sequence[int] | Tensor | np.ndarray, log10_freq: Float[Tensor, "n_snap d_sae"] | np.ndarray, *, source: str
+) -> FrequencySnapshots:
+    """Snapshots from stored log10 frequencies (e.g. a training log's float16 snapshots); -inf means never fired.
+
+    The stored values are log10(freq) (as in SAELens's sparsity.safetensors), so freq = 10**value.
+    """
+    lf = torch.as_tensor(np.asarray(log10_freq), dtype=torch.float64)
+    if lf.ndim != 2 or lf.shape[0] != len(tokens):
+        raise ValueError(f"need log10 frequencies of shape [n_snap={len(tokens)}, d_sae], got {tuple(lf.shape)}")
+    t = torch.as_tensor(np.asarray(tokens), dtype=torch.int64)
+    order = torch.argsort(t)
+    return FrequencySnapshots(t[order], torch.pow(10.0, lf[order]), source)
 
 
 class LogFreqHistogram(NamedTuple):
@@ -139,6 +155,7 @@ def frequency_change(
 __all__ = [
     "FrequencySnapshots",
     "stack_snapshots",
+    "snapshots_from_log10",
     "LogFreqHistogram",
     "log_freq_histograms",
     "ulf_fraction_over_time",
