@@ -35,7 +35,7 @@ class NullSpace(NamedTuple):
     singular_values: Float[Tensor, " s"]
     """All singular values of W_out, descending (F19)."""
     rank: int
-    """Numerical rank of W_out (torch.linalg.matrix_rank's default tolerance)."""
+    """Numerical rank of W_out: singular values above max(S) * max(shape) * eps of W_out's dtype (numpy's default)."""
     random_fraction: float
     """Expected null_frac of a random direction: (d_mlp - k) / d_mlp."""
 
@@ -50,7 +50,9 @@ def null_space(W_out: Float[Tensor, "d_mlp d_model"], *, k: int | None = None) -
     k = W.shape[1] if k is None else k
     if not 0 <= k <= min(W.shape):
         raise ValueError(f"k must lie in [0, {min(W.shape)}], got {k}")
-    rank = int(torch.linalg.matrix_rank(W))
+    # numerical rank at the *input's* precision (a float32 W_out centred in float32 keeps a ~1e-7 singular value)
+    eps = torch.finfo(W_out.dtype).eps if W_out.is_floating_point() else torch.finfo(torch.float64).eps
+    rank = int((S > S.max() * max(W.shape) * eps).sum()) if S.numel() else 0
     return NullSpace(U[:, :k].float(), S.float(), rank, random_null_fraction(W.shape[0], k))
 
 
