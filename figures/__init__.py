@@ -13,11 +13,12 @@ from figures.frequency import (
     plot_phase_curve,
     plot_phase_transition,
 )
-from figures.geometry import plot_enc_dec_cosine, plot_null_space
+from figures.geometry import plot_enc_dec_cosine, plot_null_space, plot_singular_values
 from figures.reconstruction import plot_loss_vs_floor
 from figures.sparsity import plot_kurtosis, plot_top_vs_next9
 from figures.style import use_style
-from figures.ulf import plot_rare_cosine, plot_rare_directions, plot_rare_projection
+from figures.training import plot_training_curves
+from figures.ulf import plot_rare_cosine, plot_rare_directions, plot_rare_projection, plot_rare_scatter
 from figures.weights import plot_bias_norm_panels, plot_vs_frequency
 
 __all__ = [
@@ -38,8 +39,11 @@ __all__ = [
     "plot_rare_cosine",
     "plot_rare_directions",
     "plot_rare_projection",
+    "plot_rare_scatter",
+    "plot_singular_values",
     "plot_top_contexts",
     "plot_top_vs_next9",
+    "plot_training_curves",
     "plot_vs_frequency",
     "use_style",
 ]

@@ -47,3 +47,9 @@ def reference_vline(ax: Axes, x: float, label: str | None = None, *, color: str 
 def clip_to(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
     """Clip finite values into [lo, hi] so out-of-range latents pile up in the edge bins instead of vanishing."""
     return np.clip(finite(values), lo, hi)
+
+
+def median_text(values: np.ndarray, digits: int = 3) -> str:
+    """'median 0.512, n=300' over the finite values, or 'n=0' when there are none (no warning, no NaN in a legend)."""
+    kept = finite(values)
+    return f"median {np.median(kept):.{digits}f}, n={len(kept)}" if len(kept) else "n=0"

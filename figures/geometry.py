@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.axes import Axes
 
-from figures._draw import as_1d, axes_or_gca, finite, reference_vline
+from figures._draw import as_1d, axes_or_gca, finite, median_text, reference_vline
 from figures.style import BASELINE_GREY, DEC_COLOR, ENC_COLOR, SEED_COLORS, add_source
 
 RANDOM_NULL_FRAC = 0.75
@@ -27,7 +27,7 @@ def plot_enc_dec_cosine(
     values = finite(as_1d(cos, "cos"))
     ax.hist(values, bins=bins, range=(min(-0.1, float(values.min(initial=0))), 1.0), color=SEED_COLORS[0])
     if len(values):
-        reference_vline(ax, float(np.median(values)), f"median {np.median(values):.3f} (n={len(values)})", color="black")
+        reference_vline(ax, float(np.median(values)), median_text(values), color="black")
         ax.legend(loc="upper left")
     ax.set(xlabel="cos(encoder column, decoder row)", ylabel="Count of latents", title=title)
     add_source(ax, source)
@@ -49,9 +49,22 @@ def plot_null_space(
     ax = axes_or_gca(ax)
     for values, color, name in ((enc_null_frac, ENC_COLOR, "encoder"), (dec_null_frac, DEC_COLOR, "decoder")):
         kept = finite(as_1d(values, f"{name}_null_frac"))
-        ax.hist(kept, bins=bins, range=(0.0, 1.0), color=color, alpha=0.6, label=f"{name} (median {np.median(kept):.3f})")
+        ax.hist(kept, bins=bins, range=(0.0, 1.0), color=color, alpha=0.6, label=f"{name} ({median_text(kept)})")
     reference_vline(ax, reference, f"random direction: {reference:.4g}", color=BASELINE_GREY)
     ax.set(xlabel="Fraction of squared norm in the null space of W_out", ylabel="Count of latents", title=title)
     ax.legend(loc="upper left")
+    add_source(ax, source)
+    return ax
+
+
+def plot_singular_values(
+    singular_values: np.ndarray, *, source: str, title: str = "Singular values of W_out", ax: Axes | None = None
+) -> Axes:
+    """F19: singular values of the model's W_out in descending order; a (near-)zero tail shows a rank deficit (TL's
+    weight centring leaves gelu-1l's W_out with rank <= 511, REPLICATION.md §9.6)."""
+    ax = axes_or_gca(ax)
+    values = np.sort(as_1d(singular_values, "singular_values"))[::-1]
+    ax.plot(np.arange(len(values)), values, marker=".", color=SEED_COLORS[0])
+    ax.set(xlabel="Index", ylabel="Singular value", title=title, yscale="log" if np.all(values > 0) else "linear")
     add_source(ax, source)
     return ax

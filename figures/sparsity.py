@@ -12,7 +12,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure, SubFigure
 
-from figures._draw import as_1d, axes_or_gca, clip_to, percent_hist
+from figures._draw import as_1d, axes_or_gca, clip_to, median_text, percent_hist
 from figures.style import BASELINE_GREY, JOINT, SEED_COLORS, SPARSITY_COLORS, add_source, ensure_figure, joint_axes
 
 Which = Literal["encoder", "decoder"]
@@ -121,7 +121,7 @@ def plot_kurtosis(
         range=clip,
         color=SEED_COLORS[0],
         alpha=0.7,
-        label=f"real (median {np.nanmedian(real):.2f})",
+        label=f"real ({median_text(real, 2)})",
     )
     ax.set(
         xlabel=f"Excess kurtosis of {which} weights over neurons",

@@ -88,6 +88,29 @@ def plot_rare_projection(
     return ax
 
 
+def plot_rare_scatter(
+    values_by_run: Mapping[str, np.ndarray],
+    log10_freq_by_run: Mapping[str, np.ndarray],
+    *,
+    source: str,
+    quantity: str = "cos_with_mean",
+    ax: Axes | None = None,
+) -> Axes:
+    """F9 / F10: each rare latent's cosine with (or projection onto) the mean rare direction (x) against its log
+    frequency (y), one colour per run. Shows whether the aligned latents are also the rarest."""
+    ax = axes_or_gca(ax)
+    runs = _check_runs(values_by_run, "values_by_run")
+    for i, (run, x) in enumerate(runs.items()):
+        y = as_1d(log10_freq_by_run[run], f"log10_freq_by_run[{run!r}]")
+        if x.shape != y.shape:
+            raise ValueError(f"{run}: {len(x)} values but {len(y)} frequencies")
+        ax.scatter(x, y, s=6, alpha=0.4, color=seed_color(i), linewidths=0, label=f"{run}: n={len(x)}")
+    ax.set(xlabel=quantity, ylabel="Freq (Log10)", title=f"Rare latents: {quantity} vs frequency")
+    ax.legend(loc="best", markerscale=2)
+    add_source(ax, source)
+    return ax
+
+
 def plot_rare_directions(
     cos_by_run: Mapping[str, np.ndarray],
     proj_by_run: Mapping[str, np.ndarray],

@@ -19,6 +19,9 @@ from figures import (
     plot_rare_cosine,
     plot_rare_directions,
     plot_rare_projection,
+    plot_rare_scatter,
+    plot_singular_values,
+    plot_training_curves,
 )
 from figures.style import CHECKPOINT_CMAP
 
@@ -170,7 +173,7 @@ def test_f18_encoder_decoder_cosine_median(rng):
     ax = plot_enc_dec_cosine(np.r_[cos, np.inf], bins=10, source="s", ax=plt.figure().gca())
     assert sum(p.get_height() for p in ax.patches) == 101
     assert vline_xs(ax) == [pytest.approx(np.median(cos))]
-    assert legend_texts(ax) == [f"median {np.median(cos):.3f} (n=101)"]
+    assert legend_texts(ax) == [f"median {np.median(cos):.3f}, n=101"]
 
 
 def test_f20_null_space_overlay_and_reference(rng):
@@ -179,4 +182,54 @@ def test_f20_null_space_overlay_and_reference(rng):
     heights = [p.get_height() for p in ax.patches]
     assert len(heights) == 20 and sum(heights[:10]) == 30 and sum(heights[10:]) == 20
     assert vline_xs(ax) == [0.75]
-    assert legend_texts(ax)[0].startswith("encoder (median")
+    assert legend_texts(ax)[0] == f"encoder (median {np.median(enc):.3f}, n=30)"
+
+
+def test_f9_rare_scatter_per_run(rng):
+    cos = {"seed1": rng.uniform(0.9, 1, 5), "seed2": rng.uniform(0, 1, 3)}
+    freq = {"seed1": rng.uniform(-6.5, -4, 5), "seed2": rng.uniform(-6.5, -4, 3)}
+    ax = plot_rare_scatter(cos, freq, source="s", ax=plt.figure().gca())
+    assert [len(c.get_offsets()) for c in ax.collections] == [5, 3]
+    np.testing.assert_allclose(ax.collections[1].get_offsets(), np.c_[cos["seed2"], freq["seed2"]])
+    with pytest.raises(ValueError, match="frequencies"):
+        plot_rare_scatter({"a": np.ones(2)}, {"a": np.ones(3)}, source="s", ax=plt.figure().gca())
+
+
+def test_f19_singular_values_sorted_descending_log_scale():
+    ax = plot_singular_values(np.array([1.0, 5.0, 0.5]), source="s", ax=plt.figure().gca())
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), [5.0, 1.0, 0.5])
+    assert ax.get_yscale() == "log"
+    ax = plot_singular_values(np.array([1.0, 0.0]), source="s", ax=plt.figure().gca())  # rank deficit: zero is drawable
+    assert ax.get_yscale() == "linear"
+
+
+def test_training_curves_one_panel_per_metric_one_line_per_run():
+    tokens = np.array([1e6, 2e6, 3e6])
+    runs = {
+        "seed1": {"loss": (tokens, np.array([3.0, 2.0, 1.0])), "l0": (tokens, np.array([40.0, 20, 10]))},
+        "seed2": {"loss": (tokens, np.array([3.5, 2.5, 1.5])), "recons_score": (tokens[:2], np.array([0.5, -0.1]))},
+    }
+    fig = plot_training_curves(runs, source="demo")
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in panels] == ["loss", "l0", "recons_score"]
+    assert [len(ax.lines) for ax in panels] == [2, 1, 1]
+    np.testing.assert_allclose(panels[0].lines[1].get_xdata(), [1, 2, 3])  # millions
+    assert panels[0].get_yscale() == "log" and panels[2].get_yscale() == "linear"
+    assert fig.get_suptitle() == "Training curves"
+    with pytest.raises(ValueError, match="no curves"):
+        plot_training_curves({"seed1": {}}, source="s")
+
+
+@pytest.mark.parametrize("empty", [np.array([]), np.array([np.nan, np.inf])])
+def test_histograms_survive_empty_or_non_finite_input(empty):
+    """A run with no rare latents, or all-NaN frequencies, still gives a labelled (empty) figure, without warnings."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ax = plot_frequency_histogram(empty, bins=5, source="s", ax=plt.figure().gca())
+        assert legend_texts(ax) == ["freq < 1e-4: nan% of latents"]
+        assert plot_rare_cosine({"seed1": empty}, source="s", ax=plt.figure().gca()).get_legend() is not None
+        assert plot_enc_dec_cosine(empty, source="s", ax=plt.figure().gca()).get_legend() is None
+        assert legend_texts(plot_null_space(empty, empty, source="s", ax=plt.figure().gca()))[0] == "encoder (n=0)"
+        plot_freq_vs_freq(empty, empty, label_a="a", label_b="b", source="s")
