@@ -62,7 +62,7 @@ def ulf_cluster(
     mu = members.mean(0)
     proj = members @ mu / mu.norm()
     cos = proj / members.norm(dim=-1)
-    return ULFCluster(mask, mu.cpu(), cos.cpu(), proj.cpu(), float((cos > cos_threshold).float().mean()))
+    return ULFCluster(mask, mu.cpu(), cos.cpu(), proj.cpu(), float((cos > cos_threshold).double().mean()))
 
 
 class AutoSplit(NamedTuple):
