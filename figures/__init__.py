@@ -15,18 +15,21 @@ from figures.frequency import (
 )
 from figures.geometry import plot_enc_dec_cosine, plot_null_space, plot_singular_values
 from figures.reconstruction import plot_loss_vs_floor
-from figures.sparsity import plot_kurtosis, plot_top_vs_next9
+from figures.sparsity import plot_enc_vs_dec_top1, plot_fve_histograms, plot_kurtosis, plot_top_vs_next9
 from figures.style import use_style
 from figures.training import plot_training_curves
 from figures.ulf import plot_rare_cosine, plot_rare_directions, plot_rare_projection, plot_rare_scatter
-from figures.weights import plot_bias_norm_panels, plot_vs_frequency
+from figures.weights import plot_bias_norm_panels, plot_by_commonness, plot_vs_frequency
 
 __all__ = [
     "CaseStudy",
     "plot_bias_norm_panels",
+    "plot_by_commonness",
     "plot_case_study",
     "plot_enc_dec_cosine",
+    "plot_enc_vs_dec_top1",
     "plot_freq_vs_freq",
+    "plot_fve_histograms",
     "plot_frequency_histogram",
     "plot_frequency_histograms",
     "plot_kurtosis",

@@ -5,7 +5,7 @@ excess kurtosis, and the same quantities on a Gaussian matrix of the same shape 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Literal
 
 import numpy as np
@@ -13,7 +13,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure, SubFigure
 
 from figures._draw import as_1d, axes_or_gca, clip_to, median_text, percent_hist
-from figures.style import BASELINE_GREY, JOINT, SEED_COLORS, SPARSITY_COLORS, add_source, ensure_figure, joint_axes
+from figures.style import BASELINE_GREY, JOINT, SEED_COLORS, SPARSITY_COLORS, add_source, ensure_figure, joint_axes, seed_color
 
 Which = Literal["encoder", "decoder"]
 TOP1_THRESHOLD, NEXT9_THRESHOLD = 0.35, 0.1
@@ -129,5 +129,61 @@ def plot_kurtosis(
         title=f"Neuron Kurtosis (real vs random baseline, clipped at {hi:g})",
     )
     ax.legend(loc="upper right")
+    add_source(ax, source)
+    return ax
+
+
+def plot_fve_histograms(
+    fve_by_k: Mapping[int, np.ndarray],
+    *,
+    source: str,
+    baseline_by_k: Mapping[int, np.ndarray] | None = None,
+    cumulative: bool = True,
+    which: Which = "encoder",
+    bins: int = 100,
+    ax: Axes | None = None,
+) -> Axes:
+    """F12 / F16: distribution of fve_top_k (share of squared weight in the top k neurons) for several k, as cumulative
+    percent curves by default (Neel draws top 1/5/10 cumulatively); the Gaussian baseline as dashed grey-toned curves."""
+    ax = axes_or_gca(ax)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    style = {"histtype": "step", "cumulative": cumulative, "linewidth": 1.3}
+    for i, (k, values) in enumerate(fve_by_k.items()):
+        percent_hist(ax, as_1d(values, f"fve_top_{k}"), bins=edges, color=seed_color(i), label=f"top {k}", **style)
+        if baseline_by_k is not None and k in baseline_by_k:
+            percent_hist(
+                ax,
+                as_1d(baseline_by_k[k], f"baseline fve_top_{k}"),
+                bins=edges,
+                color=seed_color(i),
+                linestyle="--",
+                alpha=0.6,
+                label=f"top {k}, Gaussian baseline",
+                **style,
+            )
+    ylabel = "Cumulative percent of latents" if cumulative else "Percent of latents"
+    ax.set(xlabel=f"Fraction of squared {which} weight in the top k neurons", ylabel=ylabel, xlim=(0, 1))
+    ax.set_title(f"{which.capitalize()} neuron-basis sparsity (fve_top_k)")
+    ax.legend(loc="lower right" if cumulative else "upper right")
+    add_source(ax, source)
+    return ax
+
+
+def plot_enc_vs_dec_top1(enc_fve_top_1: np.ndarray, dec_fve_top_1: np.ndarray, *, source: str, ax: Axes | None = None) -> Axes:
+    """F14: each latent's top-neuron share in its encoder column (x) against its decoder row (y), with y = x."""
+    ax = axes_or_gca(ax)
+    x, y = as_1d(enc_fve_top_1, "enc_fve_top_1"), as_1d(dec_fve_top_1, "dec_fve_top_1")
+    if x.shape != y.shape:
+        raise ValueError(f"encoder and decoder arrays differ in length: {x.shape} vs {y.shape}")
+    ax.scatter(x, y, s=5, alpha=0.3, color=SEED_COLORS[0], linewidths=0, label=f"latents (n={len(x)})")
+    ax.plot([0, 1], [0, 1], color=BASELINE_GREY, linestyle="--", linewidth=1.0, label="y = x")
+    ax.set(
+        xlim=(0, 1),
+        ylim=(0, 1),
+        xlabel="Encoder: Frac Explained by Top Neuron",
+        ylabel="Decoder: Frac Explained by Top Neuron",
+        title="Top-neuron share, encoder vs decoder",
+    )
+    ax.legend(loc="upper left")
     add_source(ax, source)
     return ax

@@ -12,7 +12,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure, SubFigure
 
-from figures._draw import as_1d, axes_or_gca
+from figures._draw import as_1d, axes_or_gca, percent_hist
 from figures.style import COMMON_COLOR, PAGE, RARE_COLOR, add_source, ensure_figure
 
 F21_Y_LABEL = "log10(freq + 1e-5)"
@@ -84,3 +84,29 @@ def plot_bias_norm_panels(
     fig.suptitle("Encoder bias and norms vs frequency")
     add_source(fig, source)
     return fig
+
+
+def plot_by_commonness(
+    values: np.ndarray,
+    is_common: np.ndarray,
+    *,
+    source: str,
+    name: str,
+    common_label: str = "freq > 10^-3.5",
+    bins: int = 60,
+    ax: Axes | None = None,
+) -> Axes:
+    """F22: percent histograms of one per-latent metric (neuron kurtosis, neuron frac max, vocab kurtosis, ...) for common
+    and for rare latents, on shared bins (Neel's scratch.py colours by is_common = freq > 10^-3.5)."""
+    ax = axes_or_gca(ax)
+    x, common = as_1d(values, name), np.asarray(is_common, dtype=bool)
+    if x.shape != common.shape:
+        raise ValueError(f"{name}: {x.shape} values but {common.shape} is_common flags")
+    kept = x[np.isfinite(x)]
+    edges = np.histogram_bin_edges(kept if len(kept) else np.zeros(1), bins=bins)
+    percent_hist(ax, x[common], bins=edges, color=COMMON_COLOR, alpha=0.6, label=f"{common_label} (n={common.sum()})")
+    percent_hist(ax, x[~common], bins=edges, color=RARE_COLOR, alpha=0.6, label=f"rest (n={(~common).sum()})")
+    ax.set(xlabel=name, ylabel="Percent of latents in the group", title=f"{name} by frequency group")
+    ax.legend(loc="upper right")
+    add_source(ax, source)
+    return ax

@@ -11,7 +11,10 @@ from test_figures import all_texts
 from figures import (
     CaseStudy,
     plot_bias_norm_panels,
+    plot_by_commonness,
     plot_case_study,
+    plot_enc_vs_dec_top1,
+    plot_fve_histograms,
     plot_kurtosis,
     plot_logit_effect,
     plot_top_contexts,
@@ -163,3 +166,32 @@ def test_seed_colours_cycle_and_source_on_figure():
     fig = plt.figure()
     add_source(fig, "NeelNanda/sparse_autoencoder run1@6bcc245")
     assert [t.get_text() for t in fig.texts] == ["source: NeelNanda/sparse_autoencoder run1@6bcc245"]
+
+
+def test_f12_cumulative_fve_curves_end_at_100_percent(rng):
+    fve = {1: rng.uniform(0, 0.5, 20), 10: rng.uniform(0.3, 1, 20)}
+    base = {1: rng.uniform(0, 0.1, 30)}
+    ax = plot_fve_histograms(fve, baseline_by_k=base, bins=10, source="s", ax=plt.figure().gca())
+    assert len(ax.patches) == 3  # one step outline per curve: top 1, its baseline, top 10
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["top 1", "top 1, Gaussian baseline", "top 10"]
+    last_heights = [p.get_path().vertices[:, 1].max() for p in ax.patches]
+    np.testing.assert_allclose(last_heights, 100.0)  # cumulative percent reaches 100
+    assert ax.get_ylabel() == "Cumulative percent of latents"
+
+
+def test_f14_encoder_vs_decoder_top1(rng):
+    x, y = rng.uniform(0, 1, 9), rng.uniform(0, 1, 9)
+    ax = plot_enc_vs_dec_top1(x, y, source="s", ax=plt.figure().gca())
+    np.testing.assert_allclose(ax.collections[0].get_offsets(), np.c_[x, y])
+    np.testing.assert_allclose(ax.lines[0].get_xdata(), ax.lines[0].get_ydata())
+
+
+def test_f22_groups_split_by_commonness(rng):
+    values = np.r_[rng.normal(10, 1, 6), rng.normal(0, 1, 4)]
+    common = np.r_[np.ones(6, bool), np.zeros(4, bool)]
+    ax = plot_by_commonness(values, common, name="Neuron Kurtosis", bins=8, source="s", ax=plt.figure().gca())
+    heights = [p.get_height() for p in ax.patches]
+    assert sum(heights[:8]) == pytest.approx(100.0) and sum(heights[8:]) == pytest.approx(100.0)  # percent within each group
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["freq > 10^-3.5 (n=6)", "rest (n=4)"]
+    with pytest.raises(ValueError, match="is_common"):
+        plot_by_commonness(values, common[:3], name="x", source="s", ax=plt.figure().gca())
