@@ -124,9 +124,9 @@ class MixingBuffer(Iterator[Tensor]):
         """Tensors (storage, pending rows, generator state) and scalars needed to continue bit-identically."""
         tensors: dict[str, Tensor] = {"generator": self.generator.get_state()}
         if self.storage is not None:
-            tensors["storage"] = self.storage[:self.valid]
+            tensors["storage"] = self.storage[:self.valid].clone()  # a copy: serving goes on overwriting the storage
         if self.pending is not None:
-            tensors["pending"] = self.pending
+            tensors["pending"] = self.pending.clone()
         scalars = {k: getattr(self, k) for k in ("ptr", "limit", "valid", "exhausted", "final")}
         return {"tensors": tensors, "scalars": scalars, "d_in": None if self.storage is None else self.storage.shape[1]}
 

@@ -6,7 +6,7 @@ Neel's get_freqs(n) and recons score draw random rows of the token pool each tim
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from jaxtyping import Float, Int
@@ -23,6 +23,7 @@ def sample_rows(n_rows: int, n_wanted: int, seed: int) -> Int[Tensor, " n"]:
     return perm[:max(1, min(n_wanted, n_rows))]
 
 
+@runtime_checkable
 class Evaluator(Protocol):
     def frequencies(self, sae: SAE, n_tokens: int, seed: int) -> FrequencyResult: ...
 
