@@ -171,11 +171,11 @@ def _detect_in_folder(folder: Path) -> tuple[str, Path]:
     originals = [f for f in files if f.endswith(".pt") and f"{f[:-3]}_cfg.json" in files]
     if len(originals) == 1:
         return "original", folder / originals[0]
-    hint = f"; it holds {len(originals)} original checkpoints: pass a name, e.g. ({str(folder)!r}, {originals[0][:-3]!r})"
+    hint = f"; it holds {len(originals)} original checkpoints: pass a name, e.g. {originals[0][:-3]!r}" if originals else ""
     raise UnknownFormatError(
         f"no SAE checkpoint format recognised in {folder}: found {files[:30]}; known formats: {list(FORMATS)} "
         f"(saelens: {CFG_FILE} + {WEIGHTS_FILE}; sparsify: {CFG_FILE} + {SPARSIFY_WEIGHTS}; dictionary_learning: "
-        f"{DL_WEIGHTS} + {DL_CONFIG}; original: {{v}}.pt + {{v}}_cfg.json)" + (hint if originals else "")
+        f"{DL_WEIGHTS} + {DL_CONFIG}; original: {{v}}.pt + {{v}}_cfg.json)" + hint
     )
 
 
