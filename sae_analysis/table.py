@@ -101,8 +101,9 @@ def stored_frequencies(sae: SAE) -> FrequencyResult | None:
     """Frequencies carried by a loaded checkpoint (`sae.log10_density`), or None. The source names the checkpoint."""
     if sae.log10_density is None:
         return None
-    origin = sae.meta.get("frequency_file") or sae.meta.get("source") or "checkpoint"
-    return frequencies_from_log10(sae.log10_density, str(origin))
+    meta = sae.meta
+    where = meta.get("frequency_file") or meta.get("path") or meta.get("repo") or meta.get("source") or "checkpoint"
+    return frequencies_from_log10(sae.log10_density, f"{where} (stored log10 density)")
 
 
 def _sparsity_columns(sp: NeuronSparsity, prefix: str) -> dict[str, Any]:

@@ -87,7 +87,7 @@ def test_stored_frequencies_name_their_source(make_sae):
     sae = make_sae(d_in=8, d_sae=4)
     assert stored_frequencies(sae) is None
     sae.log10_density = torch.tensor([-1.0, -2.0, float("-inf"), 0.0])
-    sae.meta = {"path": "x", "source": "runs/seed1"}
+    sae.meta = {"format": "saelens", "path": "runs/seed1"}
     fr = stored_frequencies(sae)
     assert fr.freq.tolist() == pytest.approx([0.1, 0.01, 0.0, 1.0]) and "runs/seed1" in fr.source
     assert summarize(sae, freq=fr)["frequency_source"] == fr.source
