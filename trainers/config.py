@@ -167,6 +167,8 @@ def parse_value(tp: Any, text: str) -> Any:
     """Parse a command-line string to the type `tp` (int, float, bool, str, Literal, Optional, tuple[int, ...])."""
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin is Literal:
+        if text not in args:
+            raise ValueError(f"{text!r} is not one of {args}")
         return text
     if type(None) in args:
         if text.lower() in ("none", "null", ""):
