@@ -174,7 +174,8 @@ def test_bf16_autocast_step_trains(tmp_path):
 
 def test_presets_and_config_parsing():
     run1 = preset("gelu-1l-run1")
-    assert (run1.batch_size, run1.buffer_mult, run1.lr, run1.beta1, run1.beta2, run1.l1_coeff) == (4096, 384, 1e-4, 0.9, 0.99, 3e-4)
+    hyper = (run1.batch_size, run1.buffer_mult, run1.lr, run1.beta1, run1.beta2, run1.l1_coeff)
+    assert hyper == (4096, 384, 1e-4, 0.9, 0.99, 3e-4)
     assert (run1.dict_mult, run1.seq_len, run1.num_tokens, run1.seed, run1.model_batch) == (8, 128, 2_000_000_000, 52, 512)
     assert run1.hook_name == "blocks.0.mlp.hook_post" and run1.loss_convention == "original"
     assert run1.steps == 488_281 and run1.buffer_size == 1_572_864

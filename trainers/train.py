@@ -92,7 +92,7 @@ def train_step(sae: SAE, opt: torch.optim.Optimizer, x: Float[Tensor, "batch d_i
     opt.zero_grad(set_to_none=False)  # keep the gradient memory: re-allocating it every step costs page faults on CPU
     if cfg.decoder_norm == "project_grad_and_renorm":
         renormalise_decoder_(sae.W_dec)
-    return StepOutput(loss, float(out.l2), float(out.l1), out.acts.detach(), out.x_hat.detach())
+    return StepOutput(loss, out.l2.detach().item(), out.l1.detach().item(), out.acts.detach(), out.x_hat.detach())
 
 
 class _StopFlag:
