@@ -317,9 +317,9 @@ def test_missing_paths_and_names(tmp_path):
 
 
 def test_demo_dispatch(tmp_path, monkeypatch, make_sae):
-    import sae_analysis.io as sio
+    from sae_analysis.io import demo_paths
 
-    monkeypatch.setattr(sio, "demo_dir", lambda: tmp_path)
+    monkeypatch.setattr(demo_paths, "demo_dir", lambda: tmp_path)
     sae = make_sae(seed=3)
     save_sae(sae, tmp_path / "seed1")
     assert torch.equal(load_sae("demo", "seed1").W_dec, sae.W_dec)

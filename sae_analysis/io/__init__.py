@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
+from sae_analysis.io import demo_paths
 from sae_analysis.io.demo_paths import DEMO_NAME, demo_dir
 from sae_analysis.io.disk import FORMATS, detect_format, load_local
 from sae_analysis.io.errors import (
@@ -28,15 +29,13 @@ from sae_analysis.io.errors import (
 )
 from sae_analysis.io.model import load_model, save_model
 from sae_analysis.io.native import save_sae
-
-if TYPE_CHECKING:
-    from sae_analysis.sae import SAE
+from sae_analysis.sae import SAE
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 def _load_demo(name: str | None, **kw: Any) -> SAE:
-    root = demo_dir()
+    root = demo_paths.demo_dir()
     available = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name != "model") if root.is_dir() else []
     if name is None:
         raise MissingFileError(f"load_sae('demo', NAME) needs a name; available in {root}: {available or 'none (not built)'}")

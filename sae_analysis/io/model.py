@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from sae_analysis.io.demo_paths import DEMO_NAME, demo_dir
+from sae_analysis.io import demo_paths
 from sae_analysis.io.errors import CorruptFileError, HubError, MissingFileError, ShapeMismatchError
 from sae_analysis.io.readers import read_json, read_safetensors, write_json, write_safetensors
 
@@ -94,8 +94,8 @@ def load_model(name_or_path: str | Path, *, device: Any = "cpu") -> HookedTransf
 
     `name_or_path`: "demo" (the embedded demo model, demo_dir()/model), a local folder written by `save_model`, or a
     TransformerLens pretrained name such as "gelu-1l" (loaded with TransformerLens's default weight processing)."""
-    if str(name_or_path) == DEMO_NAME:
-        folder = demo_dir() / "model"
+    if str(name_or_path) == demo_paths.DEMO_NAME:
+        folder = demo_paths.demo_dir() / "model"
         if not folder.is_dir():
             raise MissingFileError(f"the demo model is not installed: {folder} does not exist (build the demo suite first)")
         return load_local_model(folder, device=device)
