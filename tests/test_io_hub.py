@@ -161,3 +161,17 @@ def test_sparsify_and_dictionary_learning_in_hub_repos(hub, gen):
     hub.add_file("marks/dl", "ae.pt", torch_bytes(state))
     dl = load_sae("marks/dl")
     assert dl.meta["format"] == "dictionary_learning" and torch.equal(dl.W_dec, enc)
+
+
+def test_neel_repo_needs_a_name(hub, neel_repo):
+    with pytest.raises(MissingFileError, match="pass a name, e.g. '25' or 'run1'"):
+        load_sae(REPO)
+    assert hub.state.requests == []
+
+
+def test_existing_local_path_wins_over_repo_id(tmp_path, monkeypatch, make_sae, hub):
+    sae = make_sae(seed=5)
+    save_sae(sae, tmp_path / "owner" / "name")
+    monkeypatch.chdir(tmp_path)
+    assert torch.equal(load_sae("owner/name").W_enc, sae.W_enc)
+    assert hub.state.requests == []

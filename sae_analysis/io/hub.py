@@ -152,9 +152,9 @@ def load_from_hub(
     sub-folder of a folder format (None: the repo root)."""
     if format is not None and format not in LOADERS:
         raise UnknownFormatError(f"unknown format {format!r}; known formats: {list(LOADERS)}")
-    if format == "original" or (format is None and name is not None and _is_original(repo, name)):
+    if format == "original" or (format is None and (repo == NEEL_REPO or name is not None and _is_original(repo, name))):
         if name is None:
-            raise MissingFileError(f"{repo}: the original format needs a checkpoint name, e.g. '25' or 'run1'")
+            raise MissingFileError(f"{repo} holds original-format checkpoints: pass a name, e.g. '25' or 'run1'")
         fmt, target, filename = _fetch_original(repo, name, revision)
     else:
         fmt, target, filename = _fetch_folder(repo, f"{name.strip('/')}/" if name else "", revision, format)
