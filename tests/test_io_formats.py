@@ -331,3 +331,17 @@ def test_dtype_and_device_arguments(tmp_path, make_sae):
     folder = save_sae(make_sae(), tmp_path / "s")
     sae = load_sae(folder, dtype=torch.float64, device="cpu")
     assert sae.dtype == torch.float64 and sae.device.type == "cpu"
+
+
+def test_bf16_checkpoint_keeps_its_dtype(tmp_path, make_sae):
+    sae = make_sae().to(torch.bfloat16)
+    folder = save_sae(sae, tmp_path / "s")
+    assert json.loads((folder / "cfg.json").read_text())["dtype"] == "bfloat16"
+    loaded = load_sae(folder)
+    assert loaded.dtype == torch.bfloat16 and torch.equal(loaded.W_dec, sae.W_dec)
+
+
+def test_save_onto_a_file_is_refused(tmp_path, make_sae):
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(CorruptFileError, match="not a folder"):
+        save_sae(make_sae(), tmp_path / "f")

@@ -91,3 +91,12 @@ def test_pretrained_names_go_to_transformer_lens_in_fp32(monkeypatch):
     monkeypatch.setattr(HookedTransformer, "from_pretrained", staticmethod(offline))
     with pytest.raises(HubError, match=r"'gelu-1l'.*local model folder"):
         load_model("gelu-1l")
+
+
+def test_unavailable_tokenizer_falls_back_to_none(tmp_path, model, caplog):
+    folder = save_model(model, tmp_path / "m")
+    cfg = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**cfg, "tokenizer_name": "sae-analysis-test/no-such-tokenizer"}))
+    loaded = load_model(folder)  # offline in tests (conftest): the tokenizer cannot be fetched
+    assert loaded.tokenizer is None and torch.equal(loaded.W_out, model.W_out)
+    assert "no-such-tokenizer" in caplog.text
