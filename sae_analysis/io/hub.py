@@ -24,8 +24,8 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
-from sae_analysis.io.disk import DL_CONFIG, DL_WEIGHTS, LOADERS, NEEL_ALIASES, SPARSIFY_WEIGHTS, UnknownFormatError
-from sae_analysis.io.errors import CorruptFileError, HubError, MissingFileError, SAELoadError
+from sae_analysis.io.disk import DL_CONFIG, DL_WEIGHTS, LOADERS, NEEL_ALIASES, SPARSIFY_WEIGHTS
+from sae_analysis.io.errors import CorruptFileError, HubError, MissingFileError, SAELoadError, UnknownFormatError
 from sae_analysis.io.native import CFG_FILE, SPARSITY_FILE, WEIGHTS_FILE
 from sae_analysis.io.readers import read_json
 from sae_analysis.sae import SAE
@@ -105,7 +105,7 @@ def _fetch_original(repo: str, name: str, revision: str | None) -> tuple[str, Pa
 
 def _fetch_folder(repo: str, prefix: str, revision: str | None, fmt: str | None) -> tuple[str, Path, str]:
     """Download a folder-format checkpoint: cfg.json decides SAELens (has d_sae) vs sparsify; else ae.pt."""
-    if fmt == "dictionary_learning" or fmt is None and not _exists(repo, prefix + CFG_FILE, revision):
+    if fmt == "dictionary_learning" or (fmt is None and not _exists(repo, prefix + CFG_FILE, revision)):
         weights = download(repo, prefix + DL_WEIGHTS, revision=revision)
         _optional(repo, prefix + DL_CONFIG, revision)
         return "dictionary_learning", weights.parent, prefix + DL_WEIGHTS
