@@ -345,3 +345,9 @@ def test_save_onto_a_file_is_refused(tmp_path, make_sae):
     (tmp_path / "f").write_text("x")
     with pytest.raises(CorruptFileError, match="not a folder"):
         save_sae(make_sae(), tmp_path / "f")
+
+
+def test_non_integer_original_names_are_not_assumed_gelu_1l(tmp_path, gen):
+    pt = write_original(tmp_path, "gelu-2l_L0_16384_mlp_out_51", neel_state(gen))
+    sae = load_sae(pt)
+    assert sae.cfg.hook_name is None and sae.cfg.model_name is None and sae.meta["format"] == "original"

@@ -53,7 +53,8 @@ def original_cfg_path(pt_path: Path) -> Path:
 
 def load_original(pt_path: Path, *, device: Any = None, dtype: torch.dtype | None = None) -> SAE:
     """Neel's format. Shapes come from the state dict and are checked against the cfg's d_mlp and d_mlp * dict_mult;
-    l1_coeff comes from the cfg (never hard-coded: run 2's cfg is unconfirmed, REPLICATION.md §4.2)."""
+    l1_coeff comes from the cfg (never hard-coded: run 2's cfg is unconfirmed, REPLICATION.md §4.2). Integer versions
+    get hook 'blocks.0.mlp.hook_post' and model 'gelu-1l' (REPLICATION.md §2); other names get neither."""
     cfg_path = original_cfg_path(pt_path)
     require_file(cfg_path, f"the original format pairs {pt_path.name} with {cfg_path.name}; download both")
     raw = read_json(cfg_path)
@@ -67,9 +68,11 @@ def load_original(pt_path: Path, *, device: Any = None, dtype: torch.dtype | Non
             f"{pt_path}: W_enc has shape {(d_in, d_sae)}, but {cfg_path} says d_mlp={d_mlp}, dict_mult={mult} "
             f"(expected {(d_mlp, d_mlp * (mult or 0))}); the cfg and the weights do not belong together"
         )
+    # Integer versions are gelu-1l MLP SAEs; other names in Neel's repo (e.g. gelu-2l_L0_16384_mlp_out_51) are not.
+    gelu_1l = pt_path.stem.isdigit()
     cfg = SAEConfig(
         d_in=d_in, d_sae=d_sae, activation="relu", apply_b_dec_to_input=True, l1_coeff=float(raw.get("l1_coeff", 3e-4)),
-        loss_convention="original", hook_name=GELU_1L_HOOK, model_name=GELU_1L_MODEL,
+        loss_convention="original", hook_name=GELU_1L_HOOK if gelu_1l else None, model_name=GELU_1L_MODEL if gelu_1l else None,
     )  # fmt: skip
     meta = {"format": "original", "path": str(pt_path), "filename": pt_path.name, "cfg": raw}
     return assemble_sae(cfg, state, where=str(pt_path), cfg_where=str(cfg_path), meta=meta, device=device, dtype=dtype)
