@@ -1,0 +1,75 @@
+"""`sae-analysis train --preset NAME [--key value ...] [--out DIR] [--resume]` (also `python -m trainers ...`).
+
+Every `TrainConfig` field is a flag (`--l1_coeff 1e-4` or `--l1-coeff 1e-4`). Tokens: `--tokens demo` (the embedded demo
+corpus) or a local `.npy` / `.pt` / `.safetensors` array of token rows, chunked to seq_len with BOS at position 0 and
+permuted with the run's seed. The model (`--model`, default the preset's model_name) is loaded by `sae_analysis.load_model`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any
+
+from trainers.config import PRESETS, TrainConfig, preset
+
+HELP = "train an SAE on a model's activations (presets: " + ", ".join(PRESETS) + ")"
+_OWN = ("preset", "out", "resume", "tokens", "model", "bos", "no_progress", "command")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", default="gelu-1l-run1", choices=sorted(PRESETS), help="starting settings")
+    parser.add_argument("--out", default=None, help="run folder (default: runs/<preset>)")
+    parser.add_argument("--resume", action="store_true", help="continue the run saved in --out")
+    parser.add_argument("--tokens", default="demo", help="'demo' or a token file (.npy, .pt, .safetensors) of rows")
+    parser.add_argument("--model", default=None, help="'demo', a local model folder or a TransformerLens name")
+    parser.add_argument("--bos", type=int, default=None, help="BOS token id for --tokens FILE (default: the tokenizer's)")
+    parser.add_argument("--no-progress", dest="no_progress", action="store_true", help="no progress bar")
+    group = parser.add_argument_group("config overrides (TrainConfig fields)")
+    for f in dataclasses.fields(TrainConfig):
+        flags = {f"--{f.name}", f"--{f.name.replace('_', '-')}"}
+        group.add_argument(*sorted(flags), dest=f.name, default=None, metavar="VALUE", help="default: preset value")
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    overrides = {k: v for k, v in vars(args).items() if k not in _OWN and v is not None}
+    return preset(args.preset).with_overrides(overrides)
+
+
+def load_sequences(spec: str, cfg: TrainConfig, model: Any, bos: int | None) -> tuple[Any, Any]:
+    """(training sequences, evaluation sequences) for `--tokens`."""
+    from trainers.source import chunk_rows, load_tokens, permute_sequences
+
+    if spec == "demo":
+        from sae_analysis.io.demo import demo_tokens
+
+        return demo_tokens("train", seq_len=cfg.seq_len), demo_tokens("eval", seq_len=cfg.seq_len)
+    if spec.startswith("hub:"):
+        raise ValueError("Hub token datasets are not supported by this trainer yet: export the 'tokens' column to a .npy "
+                         "file (rows of token ids) and pass --tokens FILE")
+    if bos is None:
+        bos = getattr(getattr(model, "tokenizer", None), "bos_token_id", None)
+    seqs = permute_sequences(chunk_rows(load_tokens(spec), cfg.seq_len, bos), cfg.seed)
+    return seqs, seqs  # no held-out split in the original: evaluation samples the training pool (REPLICATION.md §2)
+
+
+def run(args: argparse.Namespace) -> int:
+    from sae_analysis.io.model import load_model
+    from trainers.evaluate import ModelEvaluator
+    from trainers.source import ModelActivations
+    from trainers.train import train
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    cfg = config_from_args(args)
+    model = load_model(args.model or cfg.model_name, device=cfg.device)
+    train_seqs, eval_seqs = load_sequences(args.tokens, cfg, model, args.bos)
+    source = ModelActivations(model, train_seqs, hook_name=cfg.hook_name, model_batch=cfg.model_batch,
+                              autocast=cfg.model_autocast, wrap=cfg.end_of_data == "wrap")
+    evaluator = ModelEvaluator(model, eval_seqs, hook_name=cfg.hook_name, batch_size=min(cfg.model_batch, 64))
+    out = Path(args.out or f"runs/{args.preset}")
+    result = train(cfg, source, out_dir=out, evaluator=evaluator, resume=args.resume, progress=not args.no_progress)
+    logging.getLogger(__name__).info("%s after %d steps (%d tokens); final SAE in %s", result.stopped, result.step,
+                                     result.tokens, out / "final")
+    return 0 if result.stopped != "interrupted" else 130
