@@ -133,7 +133,8 @@ def feature_table(
     thresholds: SparsityThresholds = SparsityThresholds(),
     ulf_threshold: float = RARE_FREQ,
 ) -> pd.DataFrame:
-    """One row per latent (index `latent`) with every per-latent quantity; `df.attrs['frequency_source']` records provenance.
+    """One row per latent (index `latent`) with every per-latent quantity; `df.attrs` holds 'frequency_source' (provenance)
+    and, with `W_out`, 'w_out_rank' and 'null_frac_random'.
 
     Always: fve_top_{1,2,5,10,100}, fve_next_9, sparsity_class, kurtosis (decoder) and their enc_* versions, enc_dec_cos,
     enc_norm, dec_norm, b_enc, frequency (NaN if unknown). With `freq`: log10_freq, is_rare (< ulf_threshold),
@@ -148,6 +149,7 @@ def feature_table(
     cols["enc_dec_cos"] = encoder_decoder_cosine(W_enc, W_dec).numpy()
     cols["enc_norm"], cols["dec_norm"] = W_enc.norm(dim=0).numpy(), W_dec.norm(dim=-1).numpy()
     cols["b_enc"] = sae.b_enc.detach().float().cpu().numpy()
+    attrs: dict[str, Any] = {"frequency_source": None if freq is None else freq.source}
     cols["frequency"] = np.full(sae.cfg.d_sae, np.nan) if freq is None else freq.freq.double().cpu().numpy()
     if freq is not None:
         cols["log10_freq"] = log10_freq(cols["frequency"])
@@ -155,6 +157,7 @@ def feature_table(
         cols.update(_ulf_columns(sae, freq.freq.double().cpu(), ulf_threshold))
     if W_out is not None:
         ns = null_space(W_out.detach().cpu())
+        attrs.update(w_out_rank=ns.rank, null_frac_random=ns.random_fraction)
         cols["enc_null_frac"] = null_space_fraction(W_enc.T, ns).numpy()
         cols["dec_null_frac"] = null_space_fraction(W_dec, ns).numpy()
         if W_U is not None:
@@ -162,7 +165,7 @@ def feature_table(
 
             cols["vocab_kurtosis"] = vocab_kurtosis(W_dec, W_out.detach().cpu(), W_U.detach().cpu()).numpy()
     df = pd.DataFrame(cols, index=pd.RangeIndex(sae.cfg.d_sae, name="latent"))
-    df.attrs["frequency_source"] = None if freq is None else freq.source
+    df.attrs.update(attrs)
     return df
 
 
@@ -192,14 +195,14 @@ def _weight_summary(sae: SAE, df: pd.DataFrame, thresholds: SparsityThresholds) 
     return out
 
 
-def _ulf_summary(sae: SAE, freq: FrequencyResult, threshold: float) -> dict[str, Any]:
-    mask = ulf_mask(freq.freq.cpu(), threshold)
-    enc = ulf_cluster(sae.W_enc.detach().T.cpu(), mask)
-    dec = ulf_cluster(sae.W_dec.detach().cpu(), mask)
-    out: dict[str, Any] = {"ulf_threshold": threshold, "ulf_fraction": float(mask.double().mean())}
-    out["ulf_enc_cos_with_mean_median"] = _median(enc.cos_with_mean.numpy())
-    out["ulf_dec_cos_with_mean_median"] = _median(dec.cos_with_mean.numpy())
-    out["ulf_enc_frac_cos_above_095"] = enc.frac_above
+def _ulf_summary(df: pd.DataFrame, freq: FrequencyResult, threshold: float) -> dict[str, Any]:
+    """ULF numbers from the table's ULF columns (computed once there), plus the automatic split."""
+    members = df[df["is_rare"]]
+    enc_cos = members["ulf_enc_cos_with_mean"].to_numpy()
+    out: dict[str, Any] = {"ulf_threshold": threshold, "ulf_fraction": len(members) / len(df)}
+    out["ulf_enc_cos_with_mean_median"] = _median(enc_cos)
+    out["ulf_dec_cos_with_mean_median"] = _median(members["ulf_dec_cos_with_mean"])
+    out["ulf_enc_frac_cos_above_095"] = float((enc_cos > ULF_COS_THRESHOLD).mean()) if len(members) else float("nan")
     try:
         split = auto_ulf_split(freq.freq.cpu())
         auto = (split.threshold, float((freq.freq < split.threshold).double().mean()), split.separation)
@@ -209,10 +212,10 @@ def _ulf_summary(sae: SAE, freq: FrequencyResult, threshold: float) -> dict[str,
     return out
 
 
-def _freq_summary(sae: SAE, df: pd.DataFrame, freq: FrequencyResult, threshold: float) -> dict[str, Any]:
+def _freq_summary(df: pd.DataFrame, freq: FrequencyResult, threshold: float) -> dict[str, Any]:
     out: dict[str, Any] = {"frequency_source": freq.source, "n_freq_tokens": freq.n_tokens, "l0": freq.l0}
     out.update(frequency_fractions(freq.freq.cpu()))
-    out.update(_ulf_summary(sae, freq, threshold))
+    out.update(_ulf_summary(df, freq, threshold))
     common = df[df["frequency"] >= RARE_FREQ]
     out.update(_class_fracs(common["sparsity_class"], "", "_nonrare"))
     out["median_kurtosis_nonrare"] = _median(common["kurtosis"])
@@ -246,10 +249,9 @@ def summarize(
     df = feature_table(sae, freq=freq, W_out=W_out, thresholds=thresholds, ulf_threshold=ulf_threshold)
     out = _weight_summary(sae, df, thresholds)
     if freq is not None:
-        out.update(_freq_summary(sae, df, freq, ulf_threshold))
+        out.update(_freq_summary(df, freq, ulf_threshold))
     if W_out is not None:
-        ns = null_space(W_out.detach().cpu())
-        out["w_out_rank"], out["null_frac_random"] = ns.rank, ns.random_fraction
+        out["w_out_rank"], out["null_frac_random"] = df.attrs["w_out_rank"], df.attrs["null_frac_random"]
         out["enc_null_frac_median"], out["dec_null_frac_median"] = _median(df["enc_null_frac"]), _median(df["dec_null_frac"])
     if recon is not None:
         out.update(_recon_summary(recon))
