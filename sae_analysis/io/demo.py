@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 import sysconfig
 import zlib
 from pathlib import Path
@@ -53,15 +54,22 @@ def split_of(relative_path: str) -> Split:
     return "eval" if zlib.crc32(relative_path.encode()) % EVAL_MODULUS == 0 else "train"
 
 
+@functools.lru_cache(maxsize=4)
+def _all_files(root: Path) -> tuple[tuple[str, Path], ...]:
+    """(relative POSIX path, path) of every corpus file under `root`, sorted; excluded folders are pruned, not walked."""
+    found = []
+    for folder, subdirs, names in os.walk(root):
+        subdirs[:] = [d for d in subdirs if d not in EXCLUDED_DIRS]
+        for name in names:
+            path = Path(folder) / name
+            if name.endswith(".py") and path.is_file():
+                found.append((path.relative_to(root).as_posix(), path))
+    return tuple(sorted(found))
+
+
 def corpus_files(split: Split, root: Path | None = None) -> list[Path]:
     """The sorted ``*.py`` files of one split under `root` (default: the stdlib)."""
-    root = stdlib_root() if root is None else root
-    found = []
-    for path in root.rglob("*.py"):
-        rel = path.relative_to(root)
-        if EXCLUDED_DIRS.isdisjoint(rel.parts[:-1]) and path.is_file() and split_of(rel.as_posix()) == split:
-            found.append((rel.as_posix(), path))
-    return [path for _, path in sorted(found)]
+    return [path for rel, path in _all_files(stdlib_root() if root is None else root) if split_of(rel) == split]
 
 
 def _check_split(split: str) -> None:

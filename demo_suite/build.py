@@ -1,0 +1,150 @@
+"""Build the embedded demo suite end to end, resumably: corpus -> language model -> two SAE seeds -> exported artifacts.
+
+Stages (each writes its results into the work folder and is skipped on `--resume` when already complete):
+
+1. ``lm``: train the demo model on the train split (`demo_suite.lm`); score it and the add-one bigram baseline on eval.
+2. ``sae/seed<N>``: train one SAE per seed with `trainers` on the model's ``blocks.0.mlp.hook_post``.
+3. ``export``: write the folder `sae_analysis.io.demo_paths` describes (model, final SAEs, 2 intermediate checkpoints per seed,
+   metrics logs, fp16 weights) and a manifest with the headline metrics measured on the eval split.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from safetensors.torch import load_file
+from transformer_lens import HookedTransformer
+
+from demo_suite.corpus import bigram_loss
+from demo_suite.lm import LMConfig, eval_loss, make_model, train_lm
+from sae_analysis.io.demo import corpus_fingerprint, demo_tokens
+from sae_analysis.io.readers import write_json, write_safetensors
+from trainers import ModelActivations, ModelEvaluator, TrainConfig, permute_sequences, train
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """Everything that determines the demo suite."""
+
+    lm: LMConfig = field(default_factory=LMConfig)
+    """The demo language model and its training schedule."""
+    sae: TrainConfig = field(default_factory=lambda: demo_train_config(20_000_000, l1_coeff=1e-3, lr=1e-3))
+    """SAE training settings shared by every seed (the seed field is replaced per seed)."""
+    seeds: tuple[int, ...] = (1, 2)
+    """One SAE per seed, exported as seed1, seed2, ..."""
+    n_lm_eval_seqs: int = 2048
+    """Eval-split sequences used to score the model and the bigram baseline."""
+    n_metric_seqs: int = 1024
+    """Eval-split sequences for the headline SAE metrics written into the manifest."""
+    keep_fractions: tuple[float, ...] = (0.5, 0.8)
+    """Intermediate checkpoints exported per seed (fp16): those nearest these fractions of training."""
+    quick: bool = False
+    """The tiny CI variant (recorded in the manifest)."""
+
+
+def demo_train_config(num_tokens: int, *, l1_coeff: float, lr: float, batch_size: int = 1024, n_checkpoints: int = 16,
+                      resample_freq_tokens: int = 2**19, eval_tokens: int = 2**15, seq_len: int = 128) -> TrainConfig:
+    """Trainer settings of the demo: Neel's recipe (original loss convention, gradient projection without renormalising,
+    Kaiming resampling of latents below 10^-5.5 right after each checkpoint) at demo scale, with `n_checkpoints`
+    evenly spaced checkpoints + frequency snapshots."""
+    steps_per_checkpoint = max(1, num_tokens // batch_size // n_checkpoints)
+    return TrainConfig(
+        model_name="demo", dict_mult=8, batch_size=batch_size, buffer_mult=64, buffer_dtype="float32", lr=lr,
+        l1_coeff=l1_coeff, loss_convention="original", seq_len=seq_len, num_tokens=num_tokens, seed=1, model_batch=64,
+        end_of_data="wrap", decoder_norm="project_grad", resample="kaiming", resample_every=steps_per_checkpoint,
+        resample_freq_tokens=resample_freq_tokens, log_every=50, eval_every=max(1, steps_per_checkpoint // 2),
+        eval_tokens=eval_tokens, checkpoint_every=steps_per_checkpoint * batch_size,
+    )  # fmt: skip
+
+
+def full_config() -> BuildConfig:
+    """The committed demo suite."""
+    return BuildConfig()
+
+
+def quick_config() -> BuildConfig:
+    """Tiny sizes for CI: the whole pipeline in well under a minute of CPU."""
+    lm = LMConfig(d_model=32, d_mlp=64, n_heads=2, n_ctx=32, n_steps=60, batch_size=16, warmup_steps=10, lr=1e-2)
+    sae = demo_train_config(150_000, l1_coeff=1e-3, lr=1e-3, batch_size=256, n_checkpoints=12,
+                            resample_freq_tokens=4096, eval_tokens=2048, seq_len=32)
+    return BuildConfig(lm=lm, sae=sae, n_lm_eval_seqs=64, n_metric_seqs=64, quick=True)
+
+
+# ----- stage 1: the language model --------------------------------------------------------------------------------------
+def lm_stage(cfg: BuildConfig, work: Path, *, resume: bool, progress: bool = True) -> tuple[HookedTransformer, dict]:
+    """Train (or, on resume, reload) the demo model; returns it and its metrics {eval_loss, bigram_eval_loss, ...}."""
+    folder = work / "lm"
+    if resume and (folder / "lm_metrics.json").exists():
+        metrics = json.loads((folder / "lm_metrics.json").read_text())
+        if metrics["lm_config"] == dataclasses.asdict(cfg.lm):
+            model = make_model(cfg.lm)
+            model.load_state_dict(load_file(folder / "state_dict.safetensors"))
+            log.info("lm: reusing %s (eval loss %.4f)", folder, metrics["eval_loss"])
+            return model.eval(), metrics
+        log.warning("lm: config changed, retraining")
+    train, held_out = demo_tokens("train", seq_len=cfg.lm.n_ctx), demo_tokens("eval", cfg.n_lm_eval_seqs, cfg.lm.n_ctx)
+    model, train_log = train_lm(cfg.lm, train, progress=progress)
+    write_safetensors(folder / "state_dict.safetensors", model.state_dict())
+    write_json(folder / "lm_log.json", {"log": train_log})
+    metrics = {
+        "lm_config": dataclasses.asdict(cfg.lm),
+        "eval_loss": eval_loss(model, held_out),
+        "bigram_eval_loss": bigram_loss(train, held_out),
+        "train_tokens_seen": cfg.lm.n_steps * cfg.lm.batch_size * cfg.lm.n_ctx,
+        "train_split_tokens": int(train.numel()),
+        "eval_seqs": cfg.n_lm_eval_seqs,
+        "corpus_fingerprint": {s: corpus_fingerprint(s) for s in ("train", "eval")},
+    }
+    write_json(folder / "lm_metrics.json", metrics)
+    log.info("lm: eval loss %.4f vs bigram %.4f", metrics["eval_loss"], metrics["bigram_eval_loss"])
+    return model, metrics
+
+
+# ----- stage 2: the SAEs -------------------------------------------------------------------------------------------------
+def seed_config(cfg: BuildConfig, seed: int) -> TrainConfig:
+    """The trainer config of one seed."""
+    return dataclasses.replace(cfg.sae, seed=seed)
+
+
+def sae_stage(cfg: BuildConfig, work: Path, model: HookedTransformer, seed: int, *, resume: bool, progress: bool = True) -> Path:
+    """Train the SAE of one seed into ``work/sae/seed<N>`` (resuming an interrupted run on `resume`); returns that folder.
+
+    Training reads the train split in a seed-specific order; evaluation, frequency snapshots and resampling frequencies
+    use the eval split, so they are measured on held-out text."""
+    run_dir = work / "sae" / f"seed{seed}"
+    tcfg = seed_config(cfg, seed)
+    if resume and (run_dir / "final" / "cfg.json").exists():
+        saved = json.loads((run_dir / "final" / "trainer_cfg.json").read_text())
+        if TrainConfig.from_dict(saved) == dataclasses.replace(tcfg, d_in=saved.get("d_in")):
+            log.info("sae seed %d: reusing finished run %s", seed, run_dir)
+            return run_dir
+        log.warning("sae seed %d: config changed, retraining", seed)
+        resume = False
+    if not resume:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    seq_len = tcfg.seq_len
+    train_rows = permute_sequences(demo_tokens("train", seq_len=seq_len), seed)
+    source = ModelActivations(model, train_rows, hook_name=tcfg.hook_name, model_batch=tcfg.model_batch, wrap=True)
+    evaluator = ModelEvaluator(model, demo_tokens("eval", seq_len=seq_len), hook_name=tcfg.hook_name)
+    result = train(tcfg, source, out_dir=run_dir, evaluator=evaluator, resume=resume, progress=progress)
+    if result.stopped != "done":
+        raise RuntimeError(f"SAE seed {seed} stopped early ({result.stopped}); rerun with --resume")
+    return run_dir
+
+
+# ----- the whole build ---------------------------------------------------------------------------------------------------
+def run_build(cfg: BuildConfig, out: Path, work: Path, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Run every stage and export the suite into `out`; returns the manifest."""
+    from demo_suite.export import export_suite
+
+    model, lm_metrics = lm_stage(cfg, work, resume=resume, progress=progress)
+    runs = {f"seed{seed}": sae_stage(cfg, work, model, seed, resume=resume, progress=progress) for seed in cfg.seeds}
+    return export_suite(cfg, model, lm_metrics, runs, out)

@@ -1,0 +1,51 @@
+"""`sae-analysis demo build [--quick] [--out DIR] [--work DIR] [--resume]`: regenerate the embedded demo suite."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+HELP = "regenerate the embedded demo suite (tiny model + two SAE seeds), offline, from the Python stdlib"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of the `demo` subcommand."""
+    sub = parser.add_subparsers(dest="demo_command", required=True)
+    build = sub.add_parser("build", help="train the demo model and SAEs and export them (resumable)")
+    build.add_argument("--quick", action="store_true", help="tiny sizes (about a minute); never writes the packaged demo")
+    build.add_argument("--out", type=Path, default=None,
+                       help="export folder (default: the packaged sae_analysis/data/demo; required with --quick)")
+    build.add_argument("--work", type=Path, default=None,
+                       help="folder for intermediate training state (default: ./runs/demo-build for the packaged demo, "
+                            "else <out>.work beside the export folder)")
+    build.add_argument("--resume", action="store_true", help="reuse completed stages and resume interrupted SAE runs")
+    build.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run `demo build`; returns the process exit status."""
+    from demo_suite.build import full_config, quick_config, run_build
+    from sae_analysis.io.demo_paths import demo_dir
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    if args.quick and args.out is None:
+        print("demo build --quick needs --out DIR (the packaged demo is never overwritten by the quick variant)")
+        return 2
+    out = args.out if args.out is not None else demo_dir()
+    work = args.work
+    if work is None:
+        work = Path.cwd() / "runs" / "demo-build" if args.out is None else out.parent / f"{out.name}.work"
+    cfg = quick_config() if args.quick else full_config()
+    manifest = run_build(cfg, out, work, resume=args.resume, progress=not args.no_progress)
+    print(f"demo suite written to {out}")
+    for key, value in manifest["headline"].items():
+        print(f"  {key}: {value}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Standalone entry point (`python -m demo_suite`), without the `sae-analysis` dispatcher."""
+    parser = argparse.ArgumentParser(prog="sae-analysis demo", description=HELP)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
