@@ -261,6 +261,11 @@ class Trainer:
 
     # ----- state --------------------------------------------------------------------------------------------------------
     def save_state(self) -> None:
+        ckpt.save_state(self.out_dir, *self.state())
+
+    def state(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
+        """Everything `restore` needs, as (tensors, JSON-able metadata); `save_state` writes it (a hook for subclasses
+        that store parts elsewhere, e.g. `trainers.distributed`)."""
         opt_tensors, opt_rest = ckpt.optimizer_tensors(self.opt)
         buf = self.buffer.state_dict()
         tensors = {**ckpt.prefixed("sae", self.sae.state_dict()), **opt_tensors,
@@ -271,7 +276,7 @@ class Trainer:
                 "last_checkpoint": self.last_checkpoint, "metrics_offset": self.writer.offset(), "optimizer": opt_rest,
                 "buffer": {"scalars": buf["scalars"], "d_in": buf["d_in"]}, "window_tokens": self.tracker.window_tokens,
                 "source": self.source.state_dict() if hasattr(self.source, "state_dict") else None}
-        ckpt.save_state(self.out_dir, tensors, meta)
+        return tensors, meta
 
     def restore(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
         saved = TrainConfig.from_dict(meta["cfg"])
