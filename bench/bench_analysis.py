@@ -14,6 +14,7 @@ The machine is shared: numbers are indicative. Takes about a minute on 2 cores.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -88,11 +89,13 @@ def main() -> None:
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, d_in {args.d_in}, d_sae {args.d_sae}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, d_in {args.d_in}, d_sae {args.d_sae}, "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (shared machine)")  # fmt: skip
     print("weight-only analyses:")
     bench_weights(args.d_in, args.d_sae)
     print(f"frequency pass ({args.n_batches} x {args.batch} tokens):")
     bench_frequency(args.d_in, args.d_sae, args.batch, args.n_batches)
+    print(f"load average at the end: {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":
