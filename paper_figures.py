@@ -26,7 +26,39 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+import figures as F
+from figures.style import use_style
+from sae_analysis import SAE, SAEConfig
+from sae_analysis.baselines import baseline_kurtosis, baseline_neuron_sparsity
+from sae_analysis.case_study import (
+    context_window,
+    direct_logit_effect,
+    firing_stats,
+    latent_activations,
+    top_activating_contexts,
+    top_bottom_tokens,
+)
+from sae_analysis.frequency import FrequencyResult, latent_frequencies
+from sae_analysis.io import SAELoadError, demo_dir, load_model, load_sae
+from sae_analysis.io.demo import BOS_TOKEN, demo_tokens
+from sae_analysis.metrics import COMMON_FREQ, LOG_FREQ_EPS, RARE_FREQ, log10_freq
+from sae_analysis.phase import (
+    changepoint,
+    log_freq_histograms,
+    snapshots_from_log10,
+    ulf_fraction_over_time,
+    ulf_median_over_time,
+)
+from sae_analysis.reconstruction import loss_vs_frequency_floor, reconstruction_losses
+from sae_analysis.table import compare_summary, feature_table, summarize
+from sae_analysis.ulf import ulf_cluster, ulf_mask
+from trainers.log import read_frequency_snapshots, read_metrics
 
 log = logging.getLogger("paper_figures")
 HUB_REPO = "NeelNanda/sparse_autoencoder"
@@ -35,7 +67,7 @@ HUB_CHECKPOINTS = (9, 12, 15, 18, 21, 22, 25)
 RUNS = {"demo": ("seed1", "seed2"), "hub": ("run1", "run2"), "smoke": ("seed1", "seed2")}
 DATA_EXHAUSTED_TOKENS = 1_695_481_856
 """REPLICATION.md §6.2: step 413,952 x 4096 tokens, where run 1 most likely ran out of fresh data (hypothesis)."""
-DEFAULT_TOKENS = {"demo": 512 * 128, "hub": 1_638_400, "smoke": 64 * 16}
+DEFAULT_TOKENS = {"demo": 512 * 128, "hub": 1_638_400, "smoke": 32 * 16}
 """Tokens for frequencies (hub: Neel's get_freqs(25)); reconstruction and F6 use the first 256 sequences (§9.7)."""
 
 
@@ -64,22 +96,14 @@ def _n_tokens(args: argparse.Namespace, kind: str) -> int:
 
 
 def _byte_decode(ids: list[int]) -> list[str]:
-    from sae_analysis.io.demo import BOS_TOKEN
-
     return ["<BOS>" if i == BOS_TOKEN else bytes([i]).decode("latin-1") for i in ids]
 
 
 def _demo_snapshots(run_dir: Path) -> Callable[[], tuple[np.ndarray, np.ndarray]]:
-    from trainers.log import read_frequency_snapshots
-
     return lambda: read_frequency_snapshots(run_dir)
 
 
 def load_demo(args: argparse.Namespace) -> Source:
-    from sae_analysis.io import demo_dir, load_model, load_sae
-    from sae_analysis.io.demo import demo_tokens
-    from trainers.log import read_metrics
-
     root, runs = demo_dir(), RUNS["demo"]
     manifest = json.loads((root / "manifest.json").read_text()) if (root / "manifest.json").exists() else {}
     saes = {r: load_sae("demo", r, device=args.device) for r in runs}
@@ -100,8 +124,6 @@ def load_demo(args: argparse.Namespace) -> Source:
 
 
 def load_hub(args: argparse.Namespace) -> Source:
-    from sae_analysis.io import load_model, load_sae
-
     if not args.tokens_file:
         raise Skip("no token source for gelu-1l: pass --tokens-file (an int array [n_seq, seq_len] of c4-code tokens)")
     saes = {r: load_sae(HUB_REPO, r, revision=args.revision, device=args.device) for r in RUNS["hub"]}
@@ -109,9 +131,6 @@ def load_hub(args: argparse.Namespace) -> Source:
     tokens = _read_tokens(Path(args.tokens_file))[: max(1, _n_tokens(args, "hub") // 128)]
 
     def snapshots() -> tuple[np.ndarray, np.ndarray]:
-        from sae_analysis.frequency import latent_frequencies
-        from sae_analysis.metrics import log10_freq
-
         counts = [(c - 8) * 122_880_000 if c < 25 else 2_000_000_000 for c in HUB_CHECKPOINTS]
         freqs = [
             latent_frequencies(
@@ -136,8 +155,6 @@ def load_hub(args: argparse.Namespace) -> Source:
 
 
 def _read_tokens(path: Path) -> Any:
-    import torch
-
     data = np.load(path, allow_pickle=False) if path.suffix == ".npy" else torch.load(path, weights_only=True)
     return torch.as_tensor(np.asarray(data), dtype=torch.int64)
 
@@ -145,11 +162,7 @@ def _read_tokens(path: Path) -> Any:
 def load_smoke(args: argparse.Namespace) -> Source:
     """Synthetic checkpoints: a random tiny GELU model and two random SAEs with planted 1-sparse rows and a dead, aligned
     rare cluster; synthetic frequency snapshots with a planted step and a synthetic training log. Exercises every figure."""
-    import pandas as pd
-    import torch
     from transformer_lens import HookedTransformer, HookedTransformerConfig
-
-    from sae_analysis import SAE, SAEConfig
 
     torch.manual_seed(0)
     cfg = HookedTransformerConfig(
@@ -174,7 +187,7 @@ def load_smoke(args: argparse.Namespace) -> Source:
             sae.b_enc[192:] = -50.0
             sae.b_enc[:192] = 0.1 * torch.randn(192)
         saes[run] = sae
-    tokens = torch.randint(0, 50, (max(2, _n_tokens(args, 'smoke') // 16), 16), generator=torch.Generator().manual_seed(0))
+    tokens = torch.randint(0, 50, (max(2, _n_tokens(args, "smoke") // 16), 16), generator=torch.Generator().manual_seed(0))
     snap_tokens = np.arange(1, 13) * 1_000_000
     snaps = rng.normal(-2.5, 0.5, (12, 256)) - np.where(np.arange(12)[:, None] >= 7, 3.0, 0.0) * (np.arange(256) >= 160)
     steps = np.arange(1, 51) * 240_000
@@ -205,7 +218,6 @@ def resolve_source(args: argparse.Namespace) -> tuple[Source, str]:
         return load_demo(args), "requested: --source demo"
     if args.source == "hub":
         return load_hub(args), "requested: --source hub"
-    from sae_analysis.io import SAELoadError
 
     try:
         return load_hub(args), "auto: the Hub (or its local cache) was reachable"
@@ -302,9 +314,6 @@ class Context:
 # ----- computations (sae_analysis), each cached -----------------------------------------------------------------------
 def frequencies(ctx: Context, run: str) -> Any:
     """`FrequencyResult` of a run's final SAE on the source's tokens (§8 get_freqs)."""
-    import torch
-
-    from sae_analysis.frequency import FrequencyResult, latent_frequencies
 
     def compute() -> dict[str, Any]:
         src = ctx.source
@@ -324,7 +333,6 @@ def eval_tokens(ctx: Context) -> Any:
 
 def table(ctx: Context, run: str) -> dict[str, np.ndarray]:
     """`feature_table` columns of a run (sparsity, kurtosis, geometry, frequency, null space; §9)."""
-    from sae_analysis.table import feature_table
 
     def compute() -> dict[str, Any]:
         df = feature_table(ctx.source.saes[run], freq=frequencies(ctx, run), W_out=ctx.source.model.W_out[0].detach())
@@ -335,7 +343,6 @@ def table(ctx: Context, run: str) -> dict[str, np.ndarray]:
 
 def baselines(ctx: Context, run: str) -> dict[str, np.ndarray]:
     """Gaussian baselines of the same shape as the decoder and the encoder (§9.1-9.2)."""
-    from sae_analysis.baselines import baseline_kurtosis, baseline_neuron_sparsity
 
     def compute() -> dict[str, Any]:
         out = {}
@@ -350,8 +357,6 @@ def baselines(ctx: Context, run: str) -> dict[str, np.ndarray]:
 
 def summary(ctx: Context, run: str) -> dict[str, Any]:
     """`summarize` numbers of a run (keys: sae_analysis.table.KEYS), with the zero-ablation reconstruction score."""
-    from sae_analysis.reconstruction import reconstruction_losses
-    from sae_analysis.table import summarize
 
     def compute() -> dict[str, Any]:
         src = ctx.source
@@ -363,8 +368,6 @@ def summary(ctx: Context, run: str) -> dict[str, Any]:
 
 def comparison(ctx: Context) -> dict[str, Any]:
     """`compare_summary` of the two runs (keys: sae_analysis.table.COMPARE_KEYS; §9.4)."""
-    from sae_analysis.table import compare_summary
-
     a, b = ctx.runs()[:2]
     return ctx.cache.json(
         "compare",
@@ -374,8 +377,6 @@ def comparison(ctx: Context) -> dict[str, Any]:
 
 def rare_cluster(ctx: Context, run: str) -> dict[str, np.ndarray]:
     """Encoder cosine with / projection onto the mean rare direction, and log frequency, of each rare latent (§9.3)."""
-    from sae_analysis.metrics import log10_freq
-    from sae_analysis.ulf import ulf_cluster, ulf_mask
 
     def compute() -> dict[str, Any]:
         freq = frequencies(ctx, run).freq
@@ -388,7 +389,6 @@ def rare_cluster(ctx: Context, run: str) -> dict[str, np.ndarray]:
 
 def floor_curve(ctx: Context, run: str) -> dict[str, np.ndarray]:
     """Loss recovered keeping latents above each frequency floor (§9.7), on the same checkpoint's frequencies."""
-    from sae_analysis.reconstruction import loss_vs_frequency_floor
 
     def compute() -> dict[str, Any]:
         src = ctx.source
@@ -402,14 +402,6 @@ def floor_curve(ctx: Context, run: str) -> dict[str, np.ndarray]:
 
 def phase(ctx: Context) -> dict[str, np.ndarray]:
     """Frequency snapshots of the first run over training: histograms, ULF share and median, changepoint (§6.2, §9.8)."""
-    from sae_analysis.metrics import LOG_FREQ_EPS, log10_freq
-    from sae_analysis.phase import (
-        changepoint,
-        log_freq_histograms,
-        snapshots_from_log10,
-        ulf_fraction_over_time,
-        ulf_median_over_time,
-    )
 
     def compute() -> dict[str, Any]:
         if ctx.source.snapshots is None:
@@ -452,14 +444,6 @@ def case_latents(ctx: Context, run: str) -> list[int]:
 
 def case_study(ctx: Context, run: str, latent: int) -> dict[str, np.ndarray]:
     """Top contexts, direct logit effect and weights of one latent (§9.9)."""
-    from sae_analysis.case_study import (
-        context_window,
-        direct_logit_effect,
-        firing_stats,
-        latent_activations,
-        top_activating_contexts,
-        top_bottom_tokens,
-    )
 
     def compute() -> dict[str, Any]:
         src, sae = ctx.source, ctx.source.saes[run]
@@ -511,20 +495,16 @@ def training_curves(ctx: Context) -> dict[str, dict[str, tuple[np.ndarray, np.nd
 
 # ----- figures: load -> compute -> plot ---------------------------------------------------------------------------------
 def _nonrare(t: dict[str, np.ndarray]) -> np.ndarray:
-    return t["frequency"] >= 1e-4  # RARE_FREQ, analysis.py
+    return t["frequency"] >= RARE_FREQ  # Neel's analysis.py: non-rare
 
 
 def f01_frequency_histogram(ctx: Context) -> Any:
-    import figures as F
-
     run = ctx.runs()[0]
     freq = table(ctx, run)["log10_freq"]
     return F.plot_frequency_histogram(freq, source=ctx.label(run), ax=F.style.new_figure().gca()).figure
 
 
 def f02_phase_transition(ctx: Context) -> Any:
-    import figures as F
-
     p = phase(ctx)
     markers = {"data exhausted (hypothesis, §6.2)": DATA_EXHAUSTED_TOKENS} if ctx.info["kind"] == "hub" else None
     return F.plot_phase_transition(
@@ -541,8 +521,6 @@ def f02_phase_transition(ctx: Context) -> Any:
 
 def f03_freq_vs_freq(ctx: Context) -> Any:
     """The two snapshots that straddle the changepoint (the post's checkpoints 21 and 22)."""
-    import figures as F
-
     p = phase(ctx)
     i = int(p["changepoint_index"])
     a, b = (f"checkpoint at {p['tokens'][j] / 1e6:,.0f}M tokens" for j in (i - 1, i))
@@ -550,16 +528,12 @@ def f03_freq_vs_freq(ctx: Context) -> Any:
 
 
 def f06_loss_vs_floor(ctx: Context) -> Any:
-    import figures as F
-
     curves = {f"{run} final": (c["floor"], c["score_zero"]) for run in ctx.runs() for c in [floor_curve(ctx, run)]}
     return F.plot_loss_vs_floor(curves, source=ctx.label(), ax=F.style.new_figure().gca()).figure
 
 
 def f07_rare_directions(ctx: Context) -> Any:
     """F7 and F8 for both runs, with the cross-seed cosine of the mean rare directions."""
-    import figures as F
-
     rare = {run: rare_cluster(ctx, run) for run in ctx.runs()}
     cos = comparison(ctx)["ulf_direction_cos"]
     return F.plot_rare_directions(
@@ -568,8 +542,6 @@ def f07_rare_directions(ctx: Context) -> Any:
 
 
 def _top_vs_next9(ctx: Context, prefix: str, which: str) -> Any:
-    import figures as F
-
     run = ctx.runs()[0]
     t, base = table(ctx, run), baselines(ctx, run)
     keep = _nonrare(t)
@@ -593,8 +565,6 @@ def f15_decoder_top_vs_next9(ctx: Context) -> Any:
 
 
 def f17_kurtosis(ctx: Context) -> Any:
-    import figures as F
-
     run = ctx.runs()[0]
     t = table(ctx, run)
     return F.plot_kurtosis(
@@ -606,16 +576,12 @@ def f17_kurtosis(ctx: Context) -> Any:
 
 
 def f18_enc_dec_cosine(ctx: Context) -> Any:
-    import figures as F
-
     run = ctx.runs()[0]
     t = table(ctx, run)
     return F.plot_enc_dec_cosine(t["enc_dec_cos"][_nonrare(t)], source=ctx.label(run), ax=F.style.new_figure().gca()).figure
 
 
 def f20_null_space(ctx: Context) -> Any:
-    import figures as F
-
     run = ctx.runs()[0]
     t, ref = table(ctx, run), summary(ctx, run)["null_frac_random"]
     keep = _nonrare(t)
@@ -625,8 +591,6 @@ def f20_null_space(ctx: Context) -> Any:
 
 
 def f21_bias_norm_vs_freq(ctx: Context) -> Any:
-    import figures as F
-
     run = ctx.runs()[0]
     t = table(ctx, run)
     panels = {
@@ -636,12 +600,10 @@ def f21_bias_norm_vs_freq(ctx: Context) -> Any:
         "Weighted encoder bias (b_enc x decoder norm)": t["b_enc"] * t["dec_norm"],
         "Encoder norm x decoder norm": t["enc_norm"] * t["dec_norm"],
     }
-    return F.plot_bias_norm_panels(panels, np.log10(t["frequency"] + 1e-5), t["frequency"] < 10**-3.5, source=ctx.label(run))
+    return F.plot_bias_norm_panels(panels, np.log10(t["frequency"] + 1e-5), t["frequency"] < COMMON_FREQ, source=ctx.label(run))
 
 
 def _case_page(ctx: Context, which: int) -> Any:
-    import figures as F
-
     run = ctx.runs()[0]
     latent = case_latents(ctx, run)[which]
     d = case_study(ctx, run, latent)
@@ -666,8 +628,6 @@ def _case_page(ctx: Context, which: int) -> Any:
 
 
 def w_training_curves(ctx: Context) -> Any:
-    import figures as F
-
     return F.plot_training_curves(training_curves(ctx), source=ctx.label())
 
 
@@ -832,15 +792,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--revision", default=None, help="hub: revision of NeelNanda/sparse_autoencoder to pin")
     p.add_argument("--batch-size", type=int, default=32, help="sequences per model forward")
     p.add_argument("--formats", nargs="+", default=["png", "svg"], help="file formats per figure (default png svg)")
+    p.add_argument("--dpi", type=int, default=150, help="PNG resolution (default 150)")
     args = p.parse_args(argv)
     args.argv = argv
     return args
 
 
-def draw(ctx: Context, name: str, out: Path, formats: list[str]) -> dict[str, Any]:
+def draw(ctx: Context, name: str, out: Path, formats: list[str], dpi: int) -> dict[str, Any]:
     """Draw and save one figure; a Skip or an error is recorded, not raised, so one missing input costs one figure."""
-    import matplotlib.pyplot as plt
-
     start = time.perf_counter()
     try:
         fig = FIGURES[name](ctx)
@@ -852,16 +811,12 @@ def draw(ctx: Context, name: str, out: Path, formats: list[str]) -> dict[str, An
         return {"status": "failed", "reason": f"{type(err).__name__}: {err}"}
     files = [f"{name}.{fmt}" for fmt in formats]
     for file in files:
-        fig.savefig(out / file)
+        fig.savefig(out / file, dpi=dpi)
     plt.close(fig)
     return {"status": "drawn", "seconds": round(time.perf_counter() - start, 2), "files": files}
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tqdm import tqdm
-
-    from figures.style import use_style
-
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     start, out = time.perf_counter(), Path(args.out)
@@ -873,7 +828,7 @@ def main(argv: list[str] | None = None) -> int:
     statuses = dict(previous)
     with use_style():
         for name in tqdm(args.only or list(FIGURES), desc="figures", unit="figure"):
-            statuses[name] = draw(ctx, name, out, args.formats)
+            statuses[name] = draw(ctx, name, out, args.formats, args.dpi)
     results = collect_results(ctx, statuses)
     write_json(out / "results.json", results)
     write_report(results, out / "report.md")

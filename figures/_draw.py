@@ -53,3 +53,12 @@ def median_text(values: np.ndarray, digits: int = 3) -> str:
     """'median 0.512, n=300' over the finite values, or 'n=0' when there are none (no warning, no NaN in a legend)."""
     kept = finite(values)
     return f"median {np.median(kept):.{digits}f}, n={len(kept)}" if len(kept) else "n=0"
+
+
+def tokens_text(n: float) -> str:
+    """A token count for labels: '1.70B', '7.5M', '65,536'."""
+    if abs(n) >= 1e9:
+        return f"{n / 1e9:.3g}B"
+    if abs(n) >= 1e6:
+        return f"{n / 1e6:.3g}M"
+    return f"{n:,.0f}"

@@ -14,7 +14,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure, SubFigure
 
-from figures._draw import as_1d, axes_or_gca, finite, percent_hist, reference_vline
+from figures._draw import as_1d, axes_or_gca, finite, percent_hist, reference_vline, tokens_text
 from figures.style import (
     BASELINE_GREY,
     CHECKPOINT_CMAP,
@@ -79,7 +79,7 @@ def plot_frequency_histograms(
         raise ValueError(f"percent must be [n_checkpoints={len(tokens_arr)}, n_bins={len(edges_arr) - 1}], got {heights.shape}")
     colors, mappable = _checkpoint_colors(tokens_arr)
     for row, color, n in zip(heights, colors, tokens_arr):
-        ax.stairs(row, edges_arr, color=color, linewidth=1.2, label=f"{n / 1e6:,.0f}M")
+        ax.stairs(row, edges_arr, color=color, linewidth=1.2, label=tokens_text(n))
     ax.figure.colorbar(mappable, ax=ax, label="million tokens")
     ax.set(xlabel="Freq (Log10)", ylabel="Percent of latents", title=title)
     add_source(ax, source)
@@ -114,7 +114,7 @@ def plot_phase_curve(
         twin.spines["right"].set_visible(True)
         legend_ax = twin  # drawn above `ax`, so its legend is not hidden under the twin's lines
     if changepoint is not None:
-        reference_vline(ax, changepoint / 1e6, f"changepoint ≈ {changepoint / 1e6:,.0f}M tokens", color="black")
+        reference_vline(ax, changepoint / 1e6, f"changepoint ≈ {tokens_text(changepoint)} tokens", color="black")
     for name, where in (markers or {}).items():
         reference_vline(ax, where / 1e6, name, color=BASELINE_GREY)
     legend_ax.legend(*_merged_legend(ax), loc="best")

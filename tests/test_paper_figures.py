@@ -1,0 +1,126 @@
+"""paper_figures.py: the whole script on synthetic checkpoints (--smoke), stable results.json keys, the cache, source choice."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _load_script():
+    spec = importlib.util.spec_from_file_location("paper_figures", ROOT / "paper_figures.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["paper_figures"] = module  # dataclasses look their module up here
+    spec.loader.exec_module(module)
+    return module
+
+
+pf = _load_script()
+
+
+@pytest.fixture(scope="module")
+def smoke_out(tmp_path_factory) -> Path:
+    """One full --smoke run shared by the tests below (PNG only, low dpi: the drawing is what is tested, not the pixels)."""
+    out = tmp_path_factory.mktemp("smoke")
+    assert pf.main(["--smoke", "--out", str(out), "--formats", "png", "--dpi", "30"]) == 0
+    return out
+
+
+def test_smoke_draws_every_figure(smoke_out):
+    results = json.loads((smoke_out / "results.json").read_text())
+    assert set(results["figures"]) == set(pf.FIGURES)
+    for name, status in results["figures"].items():
+        assert status["status"] == "drawn", (name, status)
+        assert (smoke_out / f"{name}.png").stat().st_size > 0
+
+
+def test_results_keys_are_stable_and_documented(smoke_out):
+    from sae_analysis.table import COMPARE_KEYS, KEYS
+
+    results = json.loads((smoke_out / "results.json").read_text())
+    assert list(results) == list(pf.RESULT_KEYS)
+    for summary in results["runs"].values():
+        assert set(summary) <= set(KEYS) and {"frac_dense", "ulf_fraction", "recons_score", "l0"} <= set(summary)
+    assert set(results["compare"]) == set(COMPARE_KEYS)
+    assert set(results["phase"]) == set(pf.PHASE_KEYS)
+    assert results["source"]["kind"] == "smoke" and results["source"]["runs"] == ["seed1", "seed2"]
+
+
+def test_smoke_recovers_the_planted_structure(smoke_out):
+    """load_smoke plants 64 never-firing latents aligned with one direction and a ULF step after the 7th snapshot."""
+    results = json.loads((smoke_out / "results.json").read_text())
+    seed1 = results["runs"]["seed1"]
+    assert seed1["frac_dead"] >= 64 / 256 and seed1["ulf_fraction"] >= 64 / 256
+    assert seed1["ulf_enc_frac_cos_above_095"] == pytest.approx(1.0)
+    assert results["phase"]["changepoint_index"] == 7 and results["phase"]["n_snapshots"] == 12
+
+
+def test_report_puts_every_number_beside_the_post(smoke_out):
+    report = (smoke_out / "report.md").read_text()
+    assert "synthetic smoke checkpoints" in report and "agreement is not expected" in report
+    for quantity, _, _, post, tag in pf.REPORT_ROWS:
+        assert f"| {quantity} |" in report and post in report and tag in report
+
+
+def test_manifest_records_versions_and_source(smoke_out):
+    manifest = json.loads((smoke_out / "manifest.json").read_text())
+    assert manifest["versions"]["torch"] and manifest["versions"]["numpy"]
+    assert len(manifest["git_commit"]) in (0, 40)  # empty outside a git checkout
+    assert manifest["source"]["label"] == "synthetic smoke checkpoints"
+
+
+def test_only_redraws_from_the_cache_without_loading(smoke_out, monkeypatch):
+    def no_loading(args):
+        raise AssertionError("the cache should make loading unnecessary")
+
+    monkeypatch.setattr(pf, "resolve_source", no_loading)
+    target = smoke_out / "f17_kurtosis.png"
+    target.unlink()
+    assert pf.main(["--smoke", "--out", str(smoke_out), "--formats", "png", "--dpi", "30", "--only", "f17_kurtosis"]) == 0
+    assert target.exists()
+    assert set(json.loads((smoke_out / "results.json").read_text())["figures"]) == set(pf.FIGURES)  # others kept
+
+
+def test_cache_stores_strings_and_numbers_without_pickle(tmp_path):
+    cache, calls = pf.Cache(tmp_path), []
+
+    def compute():
+        calls.append(1)
+        return {"names": np.array(["dense", "1-sparse"], dtype=object), "x": np.arange(3.0), "n": 7}
+
+    first, second = cache.arrays("t", compute), cache.arrays("t", compute)
+    assert calls == [1]
+    assert second["names"].tolist() == ["dense", "1-sparse"] and int(second["n"]) == 7
+    np.testing.assert_array_equal(first["x"], second["x"])
+
+
+def test_auto_falls_back_to_the_demo_and_says_why(monkeypatch):
+    args = pf.parse_args([])
+    sentinel = object()
+    monkeypatch.setattr(pf, "load_demo", lambda a: sentinel)
+    source, note = pf.resolve_source(args)  # no --tokens-file: the Hub path is refused before any download
+    assert source is sentinel and "fell back to the embedded demo" in note and "--tokens-file" in note
+
+
+def test_format_handles_missing_numbers():
+    assert pf._format(None, "%") == "n/a" and pf._format(float("nan"), "x") == "n/a"
+    assert pf._format(0.921, "%") == "92.1%" and pf._format(1.6e9, "tok") == "1,600M tokens"
+
+
+@pytest.mark.slow
+def test_demo_source_end_to_end(tmp_path):
+    """The README's main command on the embedded demo, with fewer tokens (skipped until the demo suite is built)."""
+    from sae_analysis.io import demo_dir
+
+    if not (demo_dir() / "seed1").exists():
+        pytest.skip("the embedded demo suite is not built")
+    assert pf.main(["--source", "demo", "--out", str(tmp_path), "--tokens", "8192", "--formats", "png", "--dpi", "30"]) == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["source"]["kind"] == "demo"
+    assert all(s["status"] in ("drawn", "skipped") for s in results["figures"].values())
