@@ -105,3 +105,19 @@ def test_compare_summary_planted_permutation(planted, gen):
     unknown = compare_summary(sae, SAE(SAEConfig(d_in=32, d_sae=48)))
     assert math.isnan(unknown["ulf_direction_cos"]) and unknown["frequency_source_a"] is None and unknown["d_sae_b"] == 48
     assert unknown["enc_best_match_cos_median"] < 0.9
+
+
+def test_hostile_inputs_zero_rows_and_nan_frequencies(make_sae):
+    sae = make_sae(d_in=16, d_sae=24)
+    with torch.no_grad():
+        sae.W_dec[3] = 0.0
+        sae.W_enc[:, 5] = 0.0
+    freq = torch.full((24,), 1e-2, dtype=torch.float64)
+    freq[:6] = 1e-6
+    freq[6] = float("nan")
+    df = feature_table(sae, freq=freq_result(freq))
+    assert np.isnan(df.loc[3, "fve_top_1"]) and df.loc[3, "sparsity_class"] == "dense" and np.isnan(df.loc[3, "kurtosis"])
+    assert np.isnan(df.loc[5, "enc_dec_cos"]) and not df.loc[6, "is_rare"]
+    s = summarize(sae, freq=freq_result(freq))
+    assert s["ulf_fraction"] == pytest.approx(6 / 24) and np.isfinite(s["median_kurtosis"])
+    assert np.isfinite(s["ulf_enc_cos_with_mean_median"])  # the zero encoder column is skipped by the median
