@@ -110,17 +110,8 @@ def load_demo(args: argparse.Namespace) -> Source:
     tokens = demo_tokens("eval")[: max(2, _n_tokens(args, "demo") // 128)]
     logs = {r: read_metrics(root / r) for r in runs if (root / r / "metrics.jsonl").exists()}
     prov = {"demo_manifest": manifest, **{r: _meta(s) for r, s in saes.items()}}
-    return Source(
-        "demo",
-        "embedded demo",
-        load_model("demo", device=args.device),
-        saes,
-        tokens,
-        _byte_decode,
-        _demo_snapshots(root / runs[0]),
-        logs,
-        prov,
-    )
+    model = load_model("demo", device=args.device)
+    return Source("demo", "embedded demo", model, saes, tokens, _byte_decode, _demo_snapshots(root / runs[0]), logs, prov)
 
 
 def load_hub(args: argparse.Namespace) -> Source:
@@ -132,26 +123,13 @@ def load_hub(args: argparse.Namespace) -> Source:
 
     def snapshots() -> tuple[np.ndarray, np.ndarray]:
         counts = [(c - 8) * 122_880_000 if c < 25 else 2_000_000_000 for c in HUB_CHECKPOINTS]
-        freqs = [
-            latent_frequencies(
-                model, load_sae(HUB_REPO, str(c), revision=args.revision, device=args.device), tokens, progress=True
-            ).freq
-            for c in HUB_CHECKPOINTS
-        ]
+        ckpts = (load_sae(HUB_REPO, str(c), revision=args.revision, device=args.device) for c in HUB_CHECKPOINTS)
+        freqs = [latent_frequencies(model, sae, tokens, batch_size=args.batch_size, progress=True).freq for sae in ckpts]
         return np.array(counts), np.stack([log10_freq(f).numpy() for f in freqs])
 
     commit = saes["run1"].meta.get("commit") or args.revision or "main"
-    return Source(
-        "hub",
-        f"{HUB_REPO}@{str(commit)[:7]}",
-        model,
-        saes,
-        tokens,
-        lambda ids: model.to_str_tokens(ids),
-        snapshots,
-        {},
-        {r: _meta(s) for r, s in saes.items()},
-    )
+    prov = {r: _meta(s) for r, s in saes.items()}
+    return Source("hub", f"{HUB_REPO}@{str(commit)[:7]}", model, saes, tokens, model.to_str_tokens, snapshots, {}, prov)
 
 
 def _read_tokens(path: Path) -> Any:
@@ -165,18 +143,8 @@ def load_smoke(args: argparse.Namespace) -> Source:
     from transformer_lens import HookedTransformer, HookedTransformerConfig
 
     torch.manual_seed(0)
-    cfg = HookedTransformerConfig(
-        n_layers=1,
-        d_model=32,
-        d_mlp=64,
-        n_heads=2,
-        d_head=16,
-        n_ctx=16,
-        d_vocab=50,
-        act_fn="gelu",
-        normalization_type="LN",
-        seed=0,
-    )
+    shape = {"n_layers": 1, "d_model": 32, "d_mlp": 64, "n_heads": 2, "d_head": 16, "n_ctx": 16, "d_vocab": 50}
+    cfg = HookedTransformerConfig(**shape, act_fn="gelu", normalization_type="LN", seed=0)
     model, saes, rng = HookedTransformer(cfg).eval(), {}, np.random.default_rng(0)
     for i, run in enumerate(RUNS["smoke"]):
         torch.manual_seed(i + 1)
@@ -192,17 +160,12 @@ def load_smoke(args: argparse.Namespace) -> Source:
     snaps = rng.normal(-2.5, 0.5, (12, 256)) - np.where(np.arange(12)[:, None] >= 7, 3.0, 0.0) * (np.arange(256) >= 160)
     steps = np.arange(1, 51) * 240_000
     log_df = pd.DataFrame({"event": "train", "tokens": steps, "loss": 3 * np.exp(-steps / 4e6) + 0.5, "l0": 20 + 0 * steps})
-    return Source(
-        "smoke",
-        "synthetic smoke checkpoints",
-        model,
-        saes,
-        tokens,
-        lambda ids: [f"t{i} " for i in ids],
-        lambda: (snap_tokens, np.clip(snaps, -6.5, 0)),
-        {r: log_df for r in RUNS["smoke"]},
-        {"smoke": True},
-    )
+    logs, snapshots = {r: log_df for r in RUNS["smoke"]}, lambda: (snap_tokens, np.clip(snaps, -6.5, 0))
+    return Source("smoke", "synthetic smoke checkpoints", model, saes, tokens, _smoke_decode, snapshots, logs, {"smoke": True})
+
+
+def _smoke_decode(ids: list[int]) -> list[str]:
+    return [f"t{i} " for i in ids]
 
 
 def _meta(sae: Any) -> dict[str, Any]:
@@ -275,7 +238,7 @@ class Context:
     def __init__(self, args: argparse.Namespace):
         self.args = args
         self.kind = "smoke" if args.smoke else args.source
-        self.cache = Cache(Path(args.cache_dir or Path(args.out) / "cache") / f"{self.kind}-{args.tokens}")
+        self.cache = Cache(Path(args.cache_dir or Path(args.out) / "cache") / f"{self.kind}-{args.tokens or 'default'}")
         self._source: Source | None = None
         self.note = ""
 
