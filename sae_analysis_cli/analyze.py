@@ -37,7 +37,16 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--progress", action="store_true", help="show progress bars")
 
 
+def keys_epilog(keys: dict[str, str]) -> str:
+    """The documented JSON keys, one per line, for --help (the same KEYS dict the README documents)."""
+    return "JSON keys (null when undefined):\n" + "\n".join(f"  {k:<34s} {v}" for k, v in keys.items())
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from sae_analysis.table import KEYS
+
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = keys_epilog(KEYS)
     parser.add_argument("source", help="local folder or file, 'demo', or a Hub repo id such as NeelNanda/sparse_autoencoder")
     parser.add_argument("name", nargs="?", default=None, help="file stem, alias (run1, run2) or sub-folder inside SOURCE")
     parser.add_argument("--revision", default=None, help="Hub branch, tag or commit")

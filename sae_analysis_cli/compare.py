@@ -11,12 +11,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sae_analysis_cli.analyze import add_source_arguments, emit, frequencies, model_and_tokens
+from sae_analysis_cli.analyze import add_source_arguments, emit, frequencies, keys_epilog, model_and_tokens
 
 HELP = "compare two SAEs (seeds or runs): ULF-direction cosine and best-match cosines, as JSON"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from sae_analysis.table import COMPARE_KEYS
+
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = keys_epilog(COMPARE_KEYS)
     parser.add_argument("a", help="first SAE: SOURCE or SOURCE:NAME (e.g. demo:seed1)")
     parser.add_argument("b", help="second SAE: SOURCE or SOURCE:NAME (e.g. demo:seed2)")
     add_source_arguments(parser)

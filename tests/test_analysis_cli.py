@@ -87,3 +87,11 @@ def test_split_spec(tmp_path):
     odd = tmp_path / "a:b"
     odd.mkdir()
     assert split_spec(str(odd)) == (str(odd), None)
+
+
+def test_help_lists_every_documented_key(capsys):
+    for cmd, keys in (("analyze", KEYS), ("compare", COMPARE_KEYS)):
+        with pytest.raises(SystemExit):
+            main([cmd, "--help"])
+        out = capsys.readouterr().out
+        assert all(k in out for k in keys), cmd
