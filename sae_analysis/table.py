@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from sae_analysis.baselines import baseline_kurtosis, baseline_neuron_sparsity
+from sae_analysis.baselines import gaussian_like
 from sae_analysis.frequency import FrequencyResult, frequencies_from_log10
 from sae_analysis.geometry import encoder_decoder_cosine, null_space, null_space_fraction
 from sae_analysis.metrics import COMMON_FREQ, RARE_FREQ, frequency_fractions, log10_freq
@@ -183,14 +183,14 @@ def _class_fracs(classes: pd.Series, prefix: str, suffix: str = "") -> dict[str,
 
 
 def _weight_summary(sae: SAE, df: pd.DataFrame, thresholds: SparsityThresholds) -> dict[str, Any]:
-    W_dec = sae.W_dec.detach().float().cpu()
-    base = class_fractions(baseline_neuron_sparsity(W_dec, thresholds).classes)
+    gauss = gaussian_like(sae.W_dec.detach().cpu())  # one draw serves both baselines
+    base = class_fractions(neuron_sparsity(gauss, thresholds).classes)
     out: dict[str, Any] = {"d_in": sae.cfg.d_in, "d_sae": sae.cfg.d_sae}
     out.update(_class_fracs(df["sparsity_class"], ""))
     out.update(_class_fracs(df["enc_sparsity_class"], "enc_"))
     out["median_kurtosis"], out["enc_median_kurtosis"] = _median(df["kurtosis"]), _median(df["enc_kurtosis"])
     out["baseline_frac_1_sparse"], out["baseline_frac_dense"] = base["1-sparse"], base["dense"]
-    out["baseline_median_kurtosis"] = _median(baseline_kurtosis(W_dec).numpy())
+    out["baseline_median_kurtosis"] = _median(excess_kurtosis(gauss).numpy())
     out["enc_dec_cos_median"], out["dec_norm_median"] = _median(df["enc_dec_cos"]), _median(df["dec_norm"])
     return out
 
