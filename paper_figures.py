@@ -119,7 +119,8 @@ def load_hub(args: argparse.Namespace) -> Source:
         raise Skip("no token source for gelu-1l: pass --tokens-file (an int array [n_seq, seq_len] of c4-code tokens)")
     saes = {r: load_sae(HUB_REPO, r, revision=args.revision, device=args.device) for r in RUNS["hub"]}
     model = load_model("gelu-1l", device=args.device)
-    tokens = _read_tokens(Path(args.tokens_file))[: max(1, _n_tokens(args, "hub") // 128)]
+    tokens = _read_tokens(Path(args.tokens_file))
+    tokens = tokens[: max(1, _n_tokens(args, "hub") // tokens.shape[1])]
 
     def snapshots() -> tuple[np.ndarray, np.ndarray]:
         counts = [(c - 8) * 122_880_000 if c < 25 else 2_000_000_000 for c in HUB_CHECKPOINTS]

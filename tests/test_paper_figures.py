@@ -124,3 +124,26 @@ def test_demo_source_end_to_end(tmp_path):
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["source"]["kind"] == "demo"
     assert all(s["status"] in ("drawn", "skipped") for s in results["figures"].values())
+
+
+def test_hub_source_maps_checkpoints_to_tokens(tmp_path, monkeypatch):
+    """The Hub path without the Hub: loaders are replaced by the smoke objects; checks wiring, label and §4.3's token counts."""
+    smoke = pf.load_smoke(pf.parse_args(["--smoke"]))
+    loaded = []
+
+    def fake_load_sae(repo, name, **kw):
+        loaded.append((repo, name))
+        sae = smoke.saes["seed1"]
+        sae.meta = {"repo": repo, "commit": "6bcc2451234567890"}
+        return sae
+
+    monkeypatch.setattr(pf, "load_sae", fake_load_sae)
+    monkeypatch.setattr(pf, "load_model", lambda name, **kw: smoke.model)
+    np.save(tmp_path / "tokens.npy", smoke.tokens.numpy())
+    source = pf.load_hub(pf.parse_args(["--source", "hub", "--tokens-file", str(tmp_path / "tokens.npy"), "--tokens", "256"]))
+    assert source.label == "NeelNanda/sparse_autoencoder@6bcc245" and list(source.saes) == ["run1", "run2"]
+    assert source.tokens.shape == (16, 16)  # --tokens 256 in rows of the file's length
+    tokens, log10 = source.snapshots()
+    assert tokens[0] == 122_880_000 and tokens[4] == 1_597_440_000 and tokens[5] == 1_720_320_000 and tokens[-1] == 2_000_000_000
+    assert log10.shape == (7, 256)
+    assert [n for _, n in loaded] == ["run1", "run2", "9", "12", "15", "18", "21", "22", "25"]
