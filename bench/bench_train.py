@@ -1,0 +1,142 @@
+"""Training throughput of the trainer at gelu-1l run-1 shapes (d_in 2048, d_sae 16384, batch 4096), fp32 and bf16,
+next to the machine's GEMM rate measured in the same run, plus the share of wall time spent refilling the buffer and, when
+sae-lens is installed, SAELens's own trainer (`SAETrainer.fit` on a `StandardTrainingSAE`, wandb off) fed the same
+synthetic batches, interleaved with ours.
+
+Real FLOPs per token = 10 · d_in · d_sae: forward 2 GEMMs (x @ W_enc, f @ W_dec), backward 3 (grad W_dec, grad f,
+grad W_enc; no input gradient). Each fp32 step takes ~10 s on 2 CPU cores: run with nothing else heavy going.
+
+    .venv/bin/python bench/bench_train.py            # full shapes, ~4 minutes on 2 cores
+    .venv/bin/python bench/bench_train.py --small    # d_in 256, seconds (smoke test)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Iterator
+
+import torch
+
+from sae_analysis import SAE
+from trainers.buffer import MixingBuffer
+from trainers.config import TrainConfig
+from trainers.memory import keep_freed_memory
+from trainers.source import TensorActivations
+from trainers.train import make_optimizer, train_step
+
+
+def gemm_seconds(B: int, d_in: int, d_sae: int, dtype: torch.dtype, reps: int) -> float:
+    """Best-of-`reps` time of the 5 GEMMs of one training step, into preallocated outputs."""
+    g = torch.Generator().manual_seed(0)
+    x, W_enc = torch.randn(B, d_in, generator=g).to(dtype), torch.randn(d_in, d_sae, generator=g).to(dtype)
+    W_dec, f = torch.randn(d_sae, d_in, generator=g).to(dtype), torch.randn(B, d_sae, generator=g).to(dtype)
+    o_f, o_x = torch.empty(B, d_sae, dtype=dtype), torch.empty(B, d_in, dtype=dtype)
+    o_dec, o_enc = torch.empty(d_sae, d_in, dtype=dtype), torch.empty(d_in, d_sae, dtype=dtype)
+
+    def step() -> None:
+        torch.mm(x, W_enc, out=o_f)  # forward: pre-activations
+        torch.mm(f, W_dec, out=o_x)  # forward: reconstruction
+        torch.mm(f.T, o_x, out=o_dec)  # backward: grad W_dec
+        torch.mm(o_x, W_dec.T, out=o_f)  # backward: grad f
+        torch.mm(x.T, f, out=o_enc)  # backward: grad W_enc
+
+    step()
+    best = float("inf")
+    for _ in range(reps):
+        t = time.perf_counter()
+        step()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def synthetic_pool(n: int, d_in: int) -> torch.Tensor:
+    """Non-negative, sparse-ish activations shaped like post-GELU MLP outputs."""
+    g = torch.Generator().manual_seed(1)
+    return torch.relu(torch.randn(n, d_in, generator=g) - 0.5)
+
+
+def ours(cfg: TrainConfig, pool: torch.Tensor, steps: int, state: dict) -> dict:
+    """`steps` timed steps of `train_step` fed by the real MixingBuffer (state persists across rounds; 1 warm-up step)."""
+    if "sae" not in state:
+        torch.manual_seed(0)
+        state["sae"] = SAE(cfg.sae_config(pool.shape[1]))
+        state["opt"] = make_optimizer(state["sae"], cfg)
+        src = TensorActivations(pool, chunk=cfg.batch_size * 2, wrap=True)
+        state["buffer"] = MixingBuffer(src, size=cfg.buffer_size, batch_size=cfg.batch_size,
+                                       generator=torch.Generator().manual_seed(0), dtype=torch.bfloat16, end_of_data="wrap")
+        train_step(state["sae"], state["opt"], next(state["buffer"]), cfg)
+    buf = state["buffer"]
+    refill0, t = buf.refill_seconds, time.perf_counter()
+    for _ in range(steps):
+        train_step(state["sae"], state["opt"], next(buf), cfg)
+    wall = time.perf_counter() - t
+    return {"wall": wall, "refill": buf.refill_seconds - refill0, "tokens": steps * cfg.batch_size}
+
+
+def saelens(cfg: TrainConfig, pool: torch.Tensor, steps: int) -> dict | None:
+    """SAELens's trainer on the same batches: `fit` for steps + 1 steps, timed from the second batch request."""
+    try:
+        from sae_lens import SAETrainer, StandardTrainingSAE, StandardTrainingSAEConfig
+        from sae_lens.config import LoggingConfig, SAETrainerConfig
+    except ImportError:
+        return None
+    d_in, B = pool.shape[1], cfg.batch_size
+    sae = StandardTrainingSAE(StandardTrainingSAEConfig(d_in=d_in, d_sae=d_in * cfg.dict_mult, l1_coefficient=1.0,
+                                                        apply_b_dec_to_input=True, dtype="float32", device="cpu"))
+    stamps: list[float] = []
+
+    def batches() -> Iterator[torch.Tensor]:
+        i = 0
+        while True:
+            stamps.append(time.perf_counter())
+            yield pool[(i * B) % (len(pool) - B):][:B].float()
+            i += 1
+
+    tcfg = SAETrainerConfig(total_training_samples=(steps + 1) * B, train_batch_size_samples=B, lr=cfg.lr, lr_end=cfg.lr,
+                            adam_beta1=cfg.beta1, adam_beta2=cfg.beta2, autocast=cfg.autocast_bf16,
+                            logger=LoggingConfig(log_to_wandb=False))
+    SAETrainer(tcfg, sae, batches()).fit()
+    return {"wall": time.perf_counter() - stamps[1], "tokens": steps * B}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--small", action="store_true", help="d_in 256 (smoke test)")
+    p.add_argument("--steps", type=int, default=2, help="timed steps per round and trainer")
+    p.add_argument("--rounds", type=int, default=2, help="interleaved rounds (ours fp32, SAELens fp32)")
+    p.add_argument("--no-saelens", action="store_true")
+    a = p.parse_args()
+    keep_freed_memory()  # as train() does on CPU
+    d_in, B = (256, 1024) if a.small else (2048, 4096)
+    d_sae = 8 * d_in
+    flops_tok = 10 * d_in * d_sae
+    cfg = TrainConfig(batch_size=B, buffer_mult=4, dict_mult=8)
+    pool = synthetic_pool(8 * B, d_in)
+    res: dict = {"threads": torch.get_num_threads(), "d_in": d_in, "d_sae": d_sae, "batch": B}
+    for name, dt in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        s = gemm_seconds(B, d_in, d_sae, dt, reps=1 if not a.small else 3)
+        res[f"gemm_{name}_gflops"], res[f"gemm_{name}_tok_s"] = flops_tok * B / s / 1e9, B / s
+    ours32, theirs, state = [], [], {}
+    for _ in range(a.rounds):
+        ours32.append(ours(cfg, pool, a.steps, state))
+        if not a.no_saelens and (r := saelens(cfg, pool, a.steps)) is not None:
+            theirs.append(r)
+    state.clear()
+    bf16 = [ours(TrainConfig(batch_size=B, buffer_mult=4, dict_mult=8, autocast_bf16=True), pool, 2 * a.steps, state)]
+    rate = lambda rs: sum(r["tokens"] for r in rs) / sum(r["wall"] for r in rs)  # noqa: E731
+    res["ours_fp32_tok_s"], res["ours_bf16_tok_s"] = rate(ours32), rate(bf16)
+    res["ours_fp32_share_of_gemm"] = res["ours_fp32_tok_s"] / res["gemm_fp32_tok_s"]
+    res["ours_bf16_share_of_gemm"] = res["ours_bf16_tok_s"] / res["gemm_bf16_tok_s"]
+    res["bf16_over_fp32"] = res["ours_bf16_tok_s"] / res["ours_fp32_tok_s"]
+    res["refill_share_fp32"] = sum(r["refill"] for r in ours32) / sum(r["wall"] for r in ours32)
+    res["refill_share_bf16"] = sum(r["refill"] for r in bf16) / sum(r["wall"] for r in bf16)
+    if theirs:
+        res["saelens_fp32_tok_s"] = rate(theirs)
+        res["ours_over_saelens_fp32"] = res["ours_fp32_tok_s"] / res["saelens_fp32_tok_s"]
+    print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in res.items()}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
