@@ -19,6 +19,7 @@ Resample = Literal["none", "kaiming", "anthropic"]
 ResampleLoss = Literal["l2", "loss"]
 BufferDtype = Literal["bfloat16", "float16", "float32"]
 Device = Literal["cpu", "cuda"]
+StepImpl = Literal["fused", "autograd"]
 
 NEEL_RESAMPLE_FREQ = 10**-5.5
 """Neel's resampling threshold (REPLICATION.md §7.1). Same value as `sae_analysis.metrics.NEEL_RESAMPLE_FREQ`."""
@@ -98,7 +99,10 @@ class TrainConfig:
     checkpoint_every: int = 122_880_000
     """Tokens between checkpoints (run 1: every 30,000 steps = 122,880,000 tokens)."""
     autocast_bf16: bool = False
-    """Run the SAE step under bf16 autocast (parameters and optimizer stay fp32)."""
+    """Run the SAE step under bf16 autocast (parameters and optimizer stay fp32; uses the autograd step)."""
+    step_impl: StepImpl = "fused"
+    """'fused': hand-written forward/backward into reused memory (fp32 ReLU SAEs; same gradients as autograd, faster on
+    CPU); 'autograd': `SAE.forward(x).loss.backward()`. Other cases always use autograd."""
     device: Device = "cpu"
     """Where the SAE trains."""
 

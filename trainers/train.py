@@ -46,6 +46,7 @@ from trainers.dead import (
 from trainers.evaluate import Evaluator
 from trainers.log import METRICS_FILE, MetricsWriter, write_frequency_snapshot
 from trainers.memory import keep_freed_memory
+from trainers.step import FusedStep
 
 log = logging.getLogger(__name__)
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
@@ -80,19 +81,27 @@ def make_optimizer(sae: SAE, cfg: TrainConfig) -> torch.optim.Adam:
     return torch.optim.Adam(sae.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.adam_eps, fused=True)
 
 
-def train_step(sae: SAE, opt: torch.optim.Optimizer, x: Float[Tensor, "batch d_in"], cfg: TrainConfig) -> StepOutput:
-    """One optimizer step: forward (bf16 autocast if configured), backward, decoder-gradient projection, Adam step,
-    optional row renormalisation (REPLICATION.md §3.4). Raises NonFiniteLossError before touching the weights."""
+def train_step(sae: SAE, opt: torch.optim.Optimizer, x: Float[Tensor, "batch d_in"], cfg: TrainConfig,
+               workspace: FusedStep | None = None) -> StepOutput:
+    """One optimizer step: forward and backward (bf16 autocast if configured; the hand-fused fp32 step when a `workspace`
+    is given and supports the SAE), decoder-gradient projection, Adam step, optional row renormalisation (REPLICATION.md
+    §3.4). Raises NonFiniteLossError before touching the weights."""
     x = x.to(sae.device)
-    with torch.autocast(sae.device.type, dtype=torch.bfloat16, enabled=cfg.autocast_bf16):
-        out = sae(x)
+    fused = workspace is not None and not cfg.autocast_bf16 and FusedStep.supports(sae)
+    if fused:
+        out = workspace.forward_backward(sae, x)
+    else:
+        with torch.autocast(sae.device.type, dtype=torch.bfloat16, enabled=cfg.autocast_bf16):
+            out = sae(x)
     loss = out.loss.detach().item()
     if not math.isfinite(loss):
         raise NonFiniteLossError(f"loss is {loss} (l2={out.l2.detach().item()}, l1={out.l1.detach().item()})")
-    out.loss.backward()
+    if not fused:
+        out.loss.backward()
     project_decoder_grad_(sae.W_dec)
     opt.step()
-    opt.zero_grad(set_to_none=False)  # keep the gradient memory: re-allocating it every step costs page faults on CPU
+    if not fused:  # the fused step overwrites the gradients; autograd accumulates into them
+        opt.zero_grad(set_to_none=False)  # keep the memory: re-allocating it every step costs page faults on CPU
     if cfg.decoder_norm == "project_grad_and_renorm":
         renormalise_decoder_(sae.W_dec)
     return StepOutput(loss, out.l2.detach().item(), out.l1.detach().item(), out.acts.detach(), out.x_hat.detach())
@@ -131,6 +140,7 @@ class Trainer:
         self.last_checkpoint: str | None = None
         self._freq_cache: tuple[int, FrequencyResult] | None = None
         self._timer = (time.perf_counter(), 0)
+        self.workspace = FusedStep() if cfg.step_impl == "fused" else None
 
     def init_fresh(self, d_in: int) -> None:
         cfg = self.cfg = dataclasses.replace(self.cfg, d_in=d_in)
@@ -157,7 +167,7 @@ class Trainer:
 
     def _one_step(self, x: Tensor, bar: tqdm) -> None:
         try:
-            out = train_step(self.sae, self.opt, x, self.cfg)
+            out = train_step(self.sae, self.opt, x, self.cfg, self.workspace)
         except NonFiniteLossError as err:
             self.writer.write("error", step=self.step + 1, tokens=self.tokens, message=str(err))
             raise NonFiniteLossError(f"step {self.step + 1}: {err}. Stopped; the last good checkpoint is "
