@@ -24,6 +24,7 @@ from trainers.buffer import MixingBuffer
 from trainers.config import TrainConfig
 from trainers.memory import keep_freed_memory
 from trainers.source import TensorActivations
+from trainers.step import FusedStep
 from trainers.train import make_optimizer, train_step
 
 
@@ -66,11 +67,12 @@ def ours(cfg: TrainConfig, pool: torch.Tensor, steps: int, state: dict) -> dict:
         src = TensorActivations(pool, chunk=cfg.batch_size * 2, wrap=True)
         state["buffer"] = MixingBuffer(src, size=cfg.buffer_size, batch_size=cfg.batch_size,
                                        generator=torch.Generator().manual_seed(0), dtype=torch.bfloat16, end_of_data="wrap")
-        train_step(state["sae"], state["opt"], next(state["buffer"]), cfg)
+        state["ws"] = FusedStep() if cfg.step_impl == "fused" else None
+        train_step(state["sae"], state["opt"], next(state["buffer"]), cfg, state["ws"])
     buf = state["buffer"]
     refill0, t = buf.refill_seconds, time.perf_counter()
     for _ in range(steps):
-        train_step(state["sae"], state["opt"], next(buf), cfg)
+        train_step(state["sae"], state["opt"], next(buf), cfg, state["ws"])
     wall = time.perf_counter() - t
     return {"wall": wall, "refill": buf.refill_seconds - refill0, "tokens": steps * cfg.batch_size}
 
@@ -107,6 +109,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=2, help="timed steps per round and trainer")
     p.add_argument("--rounds", type=int, default=2, help="interleaved rounds (ours fp32, SAELens fp32)")
     p.add_argument("--no-saelens", action="store_true")
+    p.add_argument("--autograd", action="store_true", help="also time our fp32 step through autograd (step_impl='autograd')")
     a = p.parse_args()
     keep_freed_memory()  # as train() does on CPU
     d_in, B = (256, 1024) if a.small else (2048, 4096)
@@ -124,6 +127,10 @@ def main() -> None:
         if not a.no_saelens and (r := saelens(cfg, pool, a.steps)) is not None:
             theirs.append(r)
     state.clear()
+    if a.autograd:
+        plain = [ours(TrainConfig(batch_size=B, buffer_mult=4, dict_mult=8, step_impl="autograd"), pool, a.steps, state)]
+        res["ours_fp32_autograd_tok_s"] = plain[0]["tokens"] / plain[0]["wall"]
+        state.clear()
     bf16 = [ours(TrainConfig(batch_size=B, buffer_mult=4, dict_mult=8, autocast_bf16=True), pool, 2 * a.steps, state)]
     rate = lambda rs: sum(r["tokens"] for r in rs) / sum(r["wall"] for r in rs)  # noqa: E731
     res["ours_fp32_tok_s"], res["ours_bf16_tok_s"] = rate(ours32), rate(bf16)
