@@ -36,7 +36,7 @@ class BuildConfig:
 
     lm: LMConfig = field(default_factory=LMConfig)
     """The demo language model and its training schedule."""
-    sae: TrainConfig = field(default_factory=lambda: demo_train_config(20_000_000, l1_coeff=1e-3, lr=1e-3))
+    sae: TrainConfig = field(default_factory=lambda: demo_train_config(8_000_000, l1_coeff=1e-3, lr=1e-3))
     """SAE training settings shared by every seed (the seed field is replaced per seed)."""
     seeds: tuple[int, ...] = (1, 2)
     """One SAE per seed, exported as seed1, seed2, ..."""
@@ -51,7 +51,7 @@ class BuildConfig:
 
 
 def demo_train_config(num_tokens: int, *, l1_coeff: float, lr: float, batch_size: int = 1024, n_checkpoints: int = 16,
-                      resample_freq_tokens: int = 2**19, eval_tokens: int = 2**15, seq_len: int = 128) -> TrainConfig:
+                      resample_freq_tokens: int = 2**18, eval_tokens: int = 2**15, seq_len: int = 128) -> TrainConfig:
     """Trainer settings of the demo: Neel's recipe (original loss convention, gradient projection without renormalising,
     Kaiming resampling of latents below 10^-5.5 right after each checkpoint) at demo scale, with `n_checkpoints`
     evenly spaced checkpoints + frequency snapshots."""
@@ -72,9 +72,9 @@ def full_config() -> BuildConfig:
 
 def quick_config() -> BuildConfig:
     """Tiny sizes for CI: the whole pipeline in well under a minute of CPU."""
-    lm = LMConfig(d_model=32, d_mlp=64, n_heads=2, n_ctx=32, n_steps=60, batch_size=16, warmup_steps=10, lr=1e-2)
-    sae = demo_train_config(150_000, l1_coeff=1e-3, lr=1e-3, batch_size=256, n_checkpoints=12,
-                            resample_freq_tokens=4096, eval_tokens=2048, seq_len=32)
+    lm = LMConfig(d_model=32, d_mlp=64, n_heads=2, n_ctx=32, n_steps=40, batch_size=16, warmup_steps=10, lr=1e-2)
+    sae = demo_train_config(64_000, l1_coeff=1e-3, lr=1e-3, batch_size=256, n_checkpoints=12,
+                            resample_freq_tokens=2048, eval_tokens=1024, seq_len=32)
     return BuildConfig(lm=lm, sae=sae, n_lm_eval_seqs=64, n_metric_seqs=64, quick=True)
 
 
@@ -138,6 +138,14 @@ def sae_stage(cfg: BuildConfig, work: Path, model: HookedTransformer, seed: int,
     if result.stopped != "done":
         raise RuntimeError(f"SAE seed {seed} stopped early ({result.stopped}); rerun with --resume")
     return run_dir
+
+
+def train_one_seed(cfg: BuildConfig, work: Path, seed: int, *, resume: bool, progress: bool = True) -> Path:
+    """Stages 1-2 for a single seed (the LM is reused when finished), so that seeds can train in parallel processes."""
+    if seed not in cfg.seeds:
+        raise ValueError(f"seed {seed} is not one of the build's seeds {cfg.seeds}")
+    model, _ = lm_stage(cfg, work, resume=True, progress=progress)
+    return sae_stage(cfg, work, model, seed, resume=resume, progress=progress)
 
 
 # ----- the whole build ---------------------------------------------------------------------------------------------------

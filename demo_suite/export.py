@@ -12,7 +12,6 @@ The new folder is assembled beside `out` and then swapped in, so an interrupted 
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import importlib.metadata
 import logging
@@ -191,7 +190,7 @@ def _manifest(cfg: Any, lm_metrics: dict[str, Any], saes: dict[str, Any]) -> dic
         **{f"sae_mean_{k}": round(v, 4) for k, v in mean.items()}, "d_mlp": cfg.lm.d_mlp,
         "d_sae": next(iter(saes.values()))["d_sae"],
     }  # fmt: skip
-    sae_cfg = {k: v for k, v in dataclasses.asdict(cfg.sae).items() if k != "seed"}
+    sae_cfg = {k: v for k, v in cfg.sae.to_dict().items() if k != "seed"}
     return {
         "name": "demo", "quick": cfg.quick, "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "regenerate": REGENERATE, "headline": headline, "environment": environment(),

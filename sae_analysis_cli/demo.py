@@ -21,11 +21,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                             "else <out>.work beside the export folder)")
     build.add_argument("--resume", action="store_true", help="reuse completed stages and resume interrupted SAE runs")
     build.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    build.add_argument("--only-seed", type=int, default=None,
+                       help="only train the language model (or reuse it) and this seed's SAE, without exporting; run one "
+                            "process per seed to train seeds in parallel, then `demo build --resume` to export")
+    build.add_argument("--threads", type=int, default=None,
+                       help="torch CPU threads (1 per process is fastest when several processes share few cores)")
 
 
 def run(args: argparse.Namespace) -> int:
     """Run `demo build`; returns the process exit status."""
-    from demo_suite.build import full_config, quick_config, run_build
+    from demo_suite.build import full_config, quick_config, run_build, train_one_seed
     from sae_analysis.io.demo_paths import demo_dir
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -37,6 +42,14 @@ def run(args: argparse.Namespace) -> int:
     if work is None:
         work = Path.cwd() / "runs" / "demo-build" if args.out is None else out.parent / f"{out.name}.work"
     cfg = quick_config() if args.quick else full_config()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    if args.only_seed is not None:
+        run_dir = train_one_seed(cfg, work, args.only_seed, resume=args.resume, progress=not args.no_progress)
+        print(f"seed {args.only_seed} trained in {run_dir}; export with `demo build --resume`")
+        return 0
     manifest = run_build(cfg, out, work, resume=args.resume, progress=not args.no_progress)
     print(f"demo suite written to {out}")
     for key, value in manifest["headline"].items():

@@ -1,0 +1,86 @@
+"""End to end: `demo build --quick` runs the whole pipeline (corpus -> LM -> 2 SAE seeds -> export) and resumes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from demo_suite.build import quick_config, run_build
+from demo_suite.export import pick_checkpoints
+from sae_analysis.io import load_model, load_sae
+from sae_analysis.io.demo import demo_tokens
+from sae_analysis_cli.demo import main as demo_main
+
+
+def test_pick_checkpoints_nearest_fraction_excluding_final():
+    tokens = [100, 200, 300, 400, 500]
+    assert pick_checkpoints(tokens, 500, (0.5, 0.8)) == [200, 400] or pick_checkpoints(tokens, 500, (0.5, 0.8)) == [300, 400]
+    assert pick_checkpoints(tokens, 500, (0.55, 0.8)) == [300, 400]
+    assert pick_checkpoints(tokens, 500, (0.99,)) == [400]  # the final checkpoint is never an "intermediate" one
+    assert pick_checkpoints(tokens, 500, (0.21, 0.19)) == [100]  # duplicates collapse
+    assert pick_checkpoints([500], 500, (0.5,)) == []
+
+
+@pytest.fixture(scope="module")
+def quick_build(tmp_path_factory):
+    root = tmp_path_factory.mktemp("demo")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny matrices: extra threads only add contention on a shared CI machine
+    try:
+        manifest = run_build(quick_config(), root / "demo", root / "work", progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    return root, manifest
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_quick_build_writes_the_loader_layout(quick_build):
+    root, manifest = quick_build
+    out = root / "demo"
+    assert json.loads((out / "manifest.json").read_text()) == manifest
+    assert manifest["quick"] and manifest["regenerate"].startswith("sae-analysis demo build")
+    for name in ("seed1", "seed2"):
+        sae = load_sae(out / name)
+        assert sae.cfg.d_in == 64 and sae.cfg.d_sae == 512 and sae.dtype == torch.float32
+        assert sae.cfg.hook_name == "blocks.0.mlp.hook_post"
+        ckpts = sorted((out / name / "checkpoints").iterdir())
+        assert 1 <= len(ckpts) <= 2
+        assert all(load_sae(c).dtype == torch.float16 for c in ckpts)
+        assert len(list((out / name / "freq").glob("*.npy"))) >= 12
+        events = [json.loads(line)["event"] for line in (out / name / "metrics.jsonl").read_text().splitlines()]
+        assert {"train", "eval", "checkpoint", "end"} <= set(events)
+        metrics = manifest["saes"][name]["metrics"]
+        assert all(torch.isfinite(torch.tensor(v)) for v in metrics.values())
+        assert metrics["ce_clean"] <= metrics["ce_recon"] + 0.5 and metrics["l0"] > 0
+    assert not torch.equal(load_sae(out / "seed1").W_enc, load_sae(out / "seed2").W_enc)  # seeds differ
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_quick_model_round_trips_and_beats_nothing_silly(quick_build):
+    root, manifest = quick_build
+    model = load_model(root / "demo" / "model")
+    tokens = demo_tokens("eval", 4, seq_len=32)
+    loss = float(model(tokens, return_type="loss"))
+    assert abs(loss - manifest["model"]["eval_loss"]) < 0.5  # same model, different sample
+    assert manifest["model"]["eval_loss"] < 5.55  # far below uniform over 257 tokens (ln 257 = 5.55)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_resume_reuses_finished_stages(quick_build):
+    root, _ = quick_build
+    lm_state = root / "work" / "lm" / "state_dict.safetensors"
+    stamp = lm_state.stat().st_mtime_ns
+    before = load_sae(root / "demo" / "seed1").W_dec.clone()
+    run_build(quick_config(), root / "demo", root / "work", resume=True, progress=False)
+    assert lm_state.stat().st_mtime_ns == stamp
+    assert torch.equal(load_sae(root / "demo" / "seed1").W_dec, before)
+
+
+def test_quick_without_out_is_refused(capsys):
+    assert demo_main(["build", "--quick"]) == 2
+    assert "--out" in capsys.readouterr().out
