@@ -147,3 +147,44 @@ def test_hub_source_maps_checkpoints_to_tokens(tmp_path, monkeypatch):
     assert tokens[0] == 122_880_000 and tokens[4] == 1_597_440_000 and tokens[5] == 1_720_320_000 and tokens[-1] == 2_000_000_000
     assert log10.shape == (7, 256)
     assert [n for _, n in loaded] == ["run1", "run2", "9", "12", "15", "18", "21", "22", "25"]
+
+
+def _fake_demo(root: Path) -> None:
+    """A demo folder in the layout of sae_analysis/io/demo_paths.py (model, seed1/2 native SAEs, metrics.jsonl, freq/),
+    with a tiny byte-level model and random SAEs: the demo code path without the real (large, slow-to-build) suite."""
+    import torch
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+    from sae_analysis import SAE, SAEConfig
+    from sae_analysis.io import save_model, save_sae
+    from trainers.log import MetricsWriter, write_frequency_snapshot
+
+    cfg = HookedTransformerConfig(n_layers=1, d_model=16, d_mlp=32, n_heads=2, d_head=8, n_ctx=128, d_vocab=257, act_fn="gelu",
+                                  normalization_type="LN", seed=0)
+    save_model(HookedTransformer(cfg), root / "model")
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        save_sae(SAE(SAEConfig(d_in=32, d_sae=128, hook_name="blocks.0.mlp.hook_post", model_name="demo")), root / f"seed{seed}")
+        writer = MetricsWriter(root / f"seed{seed}" / "metrics.jsonl")
+        for step in range(1, 6):
+            writer.write("train", step=step, tokens=step * 1000, loss=1.0 / step, l0=10.0)
+            write_frequency_snapshot(root / f"seed{seed}", step * 1000, np.full(128, -2.0 - (step > 3) * 3.0, dtype=np.float32))
+        writer.close()
+
+
+def test_demo_layout_loads_and_draws(tmp_path, monkeypatch):
+    import sae_analysis.io
+    import sae_analysis.io.demo_paths
+
+    _fake_demo(tmp_path / "demo")
+    for module in (pf, sae_analysis.io, sae_analysis.io.demo_paths):  # however the loaders reach it
+        monkeypatch.setattr(module, "demo_dir", lambda: tmp_path / "demo")
+    only = ["f01_frequency_histogram", "f02_phase_transition", "f23a_case_study", "w_training_curves"]
+    out = tmp_path / "out"
+    args = ["--source", "demo", "--out", str(out), "--tokens", "1024", "--formats", "png", "--dpi", "30", "--only", *only]
+    assert pf.main(args) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["source"]["label"] == "embedded demo" and results["source"]["n_seqs"] == 8
+    assert {name: s["status"] for name, s in results["figures"].items()} == dict.fromkeys(only, "drawn")
+    assert results["phase"]["changepoint_tokens"] == 3500 and results["phase"]["n_snapshots"] == 5
+    assert results["runs"]["seed1"]["frequency_source"] == "model: 1024 tokens"
