@@ -1,0 +1,166 @@
+"""Launching data-parallel training: the process group, token shards and the `--nproc` / torchrun command line.
+
+    torchrun --nproc_per_node 2 -m trainers --preset demo --out runs/ddp      # one process per rank (torchrun)
+    sae-analysis train --preset demo --out runs/ddp --nproc 2                  # the same: relaunches itself under torchrun
+
+`trainers.cli.run` calls `maybe_run_distributed` first: under torchrun (WORLD_SIZE > 1) each process joins the group and
+trains its shard with `trainers.distributed.train_distributed`; with `--nproc N > 1` the command relaunches itself as
+`python -m torch.distributed.run --standalone --nproc_per_node N -m trainers ...`; otherwise the single-process trainer
+runs unchanged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import logging
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.distributed as dist
+from jaxtyping import Int
+from torch import Tensor
+
+from trainers.config import TrainConfig
+
+log = logging.getLogger(__name__)
+Backend = Literal["auto", "gloo", "nccl"]
+DDP_ARGS = ("nproc", "ddp_timeout", "ddp_backend")
+EXIT_RANK_FAILURE = 3
+"""Exit code of a rank whose run failed because another rank died or hung."""
+
+
+@dataclass(frozen=True)
+class DDPConfig:
+    """How the ranks talk to each other."""
+
+    backend: Backend = "auto"
+    """'auto' = nccl when training on CUDA, gloo on CPU."""
+    timeout_s: float = 600.0
+    """Seconds any collective waits for the other ranks before the run fails. Must exceed the longest phase that rank 0
+    runs alone (an evaluation, a checkpoint, a resampling)."""
+
+    def __post_init__(self) -> None:
+        if self.backend not in ("auto", "gloo", "nccl"):
+            raise ValueError(f"backend={self.backend!r}; expected 'auto', 'gloo' or 'nccl'")
+        if not self.timeout_s > 0:
+            raise ValueError(f"timeout_s must be positive, got {self.timeout_s}")
+
+
+
+def init_process_group(cfg: TrainConfig, ddp: DDPConfig) -> tuple[int, int]:
+    """Join the process group described by torchrun's environment (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT,
+    LOCAL_RANK), with `ddp.timeout_s` on the rendezvous and on every collective. Returns (rank, world_size)."""
+    backend = ddp.backend if ddp.backend != "auto" else ("nccl" if cfg.device == "cuda" else "gloo")
+    if cfg.device == "cuda":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    dist.init_process_group(backend, timeout=datetime.timedelta(seconds=ddp.timeout_s))
+    return dist.get_rank(), dist.get_world_size()
+
+
+
+def shard_sequences(tokens: Int[Tensor, "n_seq pos"], rank: int, world_size: int) -> Int[Tensor, "n_shard pos"]:
+    """Rank `rank`'s contiguous, disjoint shard; every shard has `n_seq // world_size` sequences (the remainder is
+    dropped so that all ranks run out of data at the same step)."""
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} is outside 0..{world_size - 1}")
+    n = len(tokens) // world_size
+    if n == 0:
+        raise ValueError(f"{len(tokens)} sequences cannot be shared by {world_size} ranks")
+    return tokens[rank * n:(rank + 1) * n]
+
+
+def add_distributed_arguments(parser: argparse.ArgumentParser) -> None:
+    """The `--nproc`, `--ddp-timeout` and `--ddp-backend` flags (all default to None = not given)."""
+    group = parser.add_argument_group("data-parallel training (torch.distributed DDP)")
+    group.add_argument("--nproc", type=int, default=None, metavar="N",
+                       help="train on N processes of this machine (relaunches under torchrun; the batch stays global)")
+    group.add_argument("--ddp-timeout", "--ddp_timeout", dest="ddp_timeout", type=float, default=None, metavar="SECONDS",
+                       help=f"fail when a rank waits this long for the others (default {DDPConfig.timeout_s:g})")
+    group.add_argument("--ddp-backend", "--ddp_backend", dest="ddp_backend", default=None, choices=["auto", "gloo", "nccl"],
+                       help="default auto: nccl on CUDA, gloo on CPU")
+
+
+def maybe_run_distributed(args: argparse.Namespace) -> int | None:
+    """Run the data-parallel paths of `trainers.cli.run`: returns an exit code, or None for the single-process path.
+    Removes its own flags from `args` in every case (they are not TrainConfig fields)."""
+    own = {k: vars(args).pop(k, None) for k in DDP_ARGS}
+    ddp = DDPConfig(backend=own["ddp_backend"] or "auto", timeout_s=own["ddp_timeout"] or DDPConfig.timeout_s)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return run_rank(args, ddp)
+    if (own["nproc"] or 1) > 1:
+        return launch(args, own["nproc"], ddp)
+    if getattr(args, "resume", False):
+        from trainers.ddp_state import saved_world_size
+
+        out = Path(args.out or f"runs/{args.preset}")
+        if (saved := saved_world_size(out) or 1) > 1:
+            raise ValueError(f"{out} was saved by a run on {saved} ranks: resume it with --nproc {saved}")
+    return None
+
+
+def namespace_argv(args: argparse.Namespace) -> list[str]:
+    """Command-line flags that reproduce `args` (the given ones: None and False are left out)."""
+    argv: list[str] = []
+    for key, value in vars(args).items():
+        if key == "command" or value is None or value is False or callable(value):
+            continue
+        flag = "--" + key.replace("_", "-")
+        argv += [flag] if value is True else [flag, str(value)]
+    return argv
+
+
+def launch(args: argparse.Namespace, nproc: int, ddp: DDPConfig) -> int:
+    """Relaunch this training command on `nproc` local ranks with torchrun; returns torchrun's exit code."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc), "-m", "trainers",
+           *namespace_argv(args), "--ddp-timeout", str(ddp.timeout_s), "--ddp-backend", ddp.backend]
+    log.info("launching %d ranks: %s", nproc, " ".join(cmd))
+    return subprocess.call(cmd)
+
+
+def rank_data(args: argparse.Namespace, cfg: TrainConfig, rank: int, world: int) -> tuple[Any, Any]:
+    """(this rank's activation source over its token shard, the evaluator on rank 0 / None elsewhere)."""
+    from sae_analysis.io.model import load_model
+    from trainers.cli import load_sequences
+    from trainers.evaluate import ModelEvaluator
+    from trainers.source import ModelActivations
+
+    model = load_model(args.model or cfg.model_name, device=cfg.device)
+    train_seqs, eval_seqs = load_sequences(args.tokens, cfg, model, args.bos)
+    source = ModelActivations(model, shard_sequences(train_seqs, rank, world), hook_name=cfg.hook_name,
+                              model_batch=cfg.model_batch, autocast=cfg.model_autocast, wrap=cfg.end_of_data == "wrap")
+    evaluator = ModelEvaluator(model, eval_seqs, hook_name=cfg.hook_name, batch_size=min(cfg.model_batch, 64))
+    return source, evaluator if rank == 0 else None
+
+
+def run_rank(args: argparse.Namespace, ddp: DDPConfig) -> int:
+    """One torchrun worker: join the group, train this rank's shard, leave. Exit code 0, 130 (interrupted) or
+    EXIT_RANK_FAILURE when another rank died or hung."""
+    from trainers.cli import config_from_args
+    from trainers.distributed import RankFailureError, train_distributed
+
+    cfg = config_from_args(args)
+    rank, world = init_process_group(cfg, ddp)
+    logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
+                        format=f"%(levelname)s rank {rank}/{world} %(name)s: %(message)s")
+    try:
+        source, evaluator = rank_data(args, cfg, rank, world)
+        out = Path(args.out or f"runs/{args.preset}")
+        result = train_distributed(cfg, source, out_dir=out, evaluator=evaluator, resume=args.resume,
+                                   progress=not args.no_progress and rank == 0)
+    except RankFailureError as err:
+        log.error("%s", err)
+        return EXIT_RANK_FAILURE  # no destroy_process_group: its peers are gone
+    dist.destroy_process_group()
+    log.info("%s after %d steps (%d tokens) on %d ranks; final SAE in %s", result.stopped, result.step, result.tokens,
+             world, out / "final")
+    return 0 if result.stopped != "interrupted" else 130
+
+
+__all__ = ["DDPConfig", "init_process_group", "shard_sequences", "add_distributed_arguments", "maybe_run_distributed",
+           "namespace_argv", "launch", "run_rank", "EXIT_RANK_FAILURE"]
