@@ -170,8 +170,11 @@ def _smoke_decode(ids: list[int]) -> list[str]:
 
 
 def _meta(sae: Any) -> dict[str, Any]:
+    """Provenance for the manifest: where the checkpoint came from, its size and its training seed when recorded."""
     keep = ("format", "path", "repo", "revision", "commit", "filename")
-    return {k: str(v) for k, v in sae.meta.items() if k in keep and v is not None} | {"d_sae": sae.cfg.d_sae}
+    raw_cfg = sae.meta.get("cfg") or {}
+    seed = raw_cfg.get("seed", (raw_cfg.get("metadata") or {}).get("sae_analysis", {}).get("seed"))
+    return {k: str(v) for k, v in sae.meta.items() if k in keep and v is not None} | {"d_sae": sae.cfg.d_sae, "seed": seed}
 
 
 def resolve_source(args: argparse.Namespace) -> tuple[Source, str]:
@@ -487,7 +490,7 @@ def f03_freq_vs_freq(ctx: Context) -> Any:
     """The two snapshots that straddle the changepoint (the post's checkpoints 21 and 22)."""
     p = phase(ctx)
     i = int(p["changepoint_index"])
-    a, b = (f"checkpoint at {p['tokens'][j] / 1e6:,.0f}M tokens" for j in (i - 1, i))
+    a, b = (f"checkpoint at {F.style.tokens_text(p['tokens'][j])} tokens" for j in (i - 1, i))
     return F.plot_freq_vs_freq(p["log10_freq"][i - 1], p["log10_freq"][i], label_a=a, label_b=b, source=ctx.label(ctx.runs()[0]))
 
 

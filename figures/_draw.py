@@ -54,11 +54,3 @@ def median_text(values: np.ndarray, digits: int = 3) -> str:
     kept = finite(values)
     return f"median {np.median(kept):.{digits}f}, n={len(kept)}" if len(kept) else "n=0"
 
-
-def tokens_text(n: float) -> str:
-    """A token count for labels: '1.70B', '7.5M', '65,536'."""
-    if abs(n) >= 1e9:
-        return f"{n / 1e9:.3g}B"
-    if abs(n) >= 1e6:
-        return f"{n / 1e6:.3g}M"
-    return f"{n:,.0f}"

@@ -14,7 +14,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure, SubFigure
 
-from figures._draw import as_1d, axes_or_gca, finite, percent_hist, reference_vline, tokens_text
+from figures._draw import as_1d, axes_or_gca, finite, percent_hist, reference_vline
 from figures.style import (
     BASELINE_GREY,
     CHECKPOINT_CMAP,
@@ -27,6 +27,7 @@ from figures.style import (
     add_source,
     ensure_figure,
     joint_axes,
+    tokens_text,
 )
 
 

@@ -112,3 +112,12 @@ def joint_axes(fig: Figure | SubFigure) -> tuple[Axes, Axes, Axes]:
     top.tick_params(labelbottom=False)
     right.tick_params(labelleft=False)
     return joint, top, right
+
+
+def tokens_text(n: float) -> str:
+    """A token count for labels: '1.70B', '7.5M', '65,536'."""
+    if abs(n) >= 1e9:
+        return f"{n / 1e9:.3g}B"
+    if abs(n) >= 1e6:
+        return f"{n / 1e6:.3g}M"
+    return f"{n:,.0f}"

@@ -195,3 +195,9 @@ def test_f22_groups_split_by_commonness(rng):
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["freq > 10^-3.5 (n=6)", "rest (n=4)"]
     with pytest.raises(ValueError, match="is_common"):
         plot_by_commonness(values, common[:3], name="x", source="s", ax=plt.figure().gca())
+
+
+def test_tokens_text_scales():
+    from figures.style import tokens_text
+
+    assert [tokens_text(n) for n in (1_695_481_856, 7_500_000, 65_536)] == ["1.7B", "7.5M", "65,536"]
