@@ -23,8 +23,8 @@ from sae_analysis.baselines import random_null_fraction
 
 def encoder_decoder_cosine(W_enc: Float[Tensor, "d_in d_sae"], W_dec: Float[Tensor, "d_sae d_in"]) -> Float[Tensor, " d_sae"]:
     """Cosine between each latent's encoder column and decoder row; NaN for a zero vector."""
-    e, d = W_enc.T.float(), W_dec.float()
-    return (e * d).sum(-1) / (e.norm(dim=-1) * d.norm(dim=-1))
+    e, d = W_enc.T.float().contiguous(), W_dec.float()  # contiguous rows: strided elementwise products are ~3x slower
+    return torch.linalg.vecdot(e, d) / (torch.linalg.vector_norm(e, dim=-1) * torch.linalg.vector_norm(d, dim=-1))
 
 
 class NullSpace(NamedTuple):

@@ -142,12 +142,13 @@ def feature_table(
     dec_null_frac. With `W_out` and `W_U`: vocab_kurtosis. Use `sae.W_dec` as is (no renormalisation; fve is scale-free).
     """
     W_enc, W_dec = sae.W_enc.detach().float().cpu(), sae.W_dec.detach().float().cpu()
+    enc_rows = W_enc.T.contiguous()  # latent-major copy: every row-wise pass below runs on contiguous memory
     cols: dict[str, Any] = _sparsity_columns(neuron_sparsity(W_dec, thresholds), "")
     cols["kurtosis"] = excess_kurtosis(W_dec).numpy()
-    cols.update(_sparsity_columns(neuron_sparsity(W_enc.T, thresholds), "enc_"))
-    cols["enc_kurtosis"] = excess_kurtosis(W_enc.T).numpy()
+    cols.update(_sparsity_columns(neuron_sparsity(enc_rows, thresholds), "enc_"))
+    cols["enc_kurtosis"] = excess_kurtosis(enc_rows).numpy()
     cols["enc_dec_cos"] = encoder_decoder_cosine(W_enc, W_dec).numpy()
-    cols["enc_norm"], cols["dec_norm"] = W_enc.norm(dim=0).numpy(), W_dec.norm(dim=-1).numpy()
+    cols["enc_norm"], cols["dec_norm"] = enc_rows.norm(dim=-1).numpy(), W_dec.norm(dim=-1).numpy()
     cols["b_enc"] = sae.b_enc.detach().float().cpu().numpy()
     attrs: dict[str, Any] = {"frequency_source": None if freq is None else freq.source}
     cols["frequency"] = np.full(sae.cfg.d_sae, np.nan) if freq is None else freq.freq.double().cpu().numpy()
@@ -158,7 +159,7 @@ def feature_table(
     if W_out is not None:
         ns = null_space(W_out.detach().cpu())
         attrs.update(w_out_rank=ns.rank, null_frac_random=ns.random_fraction)
-        cols["enc_null_frac"] = null_space_fraction(W_enc.T, ns).numpy()
+        cols["enc_null_frac"] = null_space_fraction(enc_rows, ns).numpy()
         cols["dec_null_frac"] = null_space_fraction(W_dec, ns).numpy()
         if W_U is not None:
             from sae_analysis.case_study import vocab_kurtosis
