@@ -34,8 +34,8 @@ def run(args: argparse.Namespace) -> int:
     from sae_analysis.io.demo_paths import demo_dir
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    if args.quick and args.out is None:
-        print("demo build --quick needs --out DIR (the packaged demo is never overwritten by the quick variant)")
+    if args.quick and (args.out is None or args.out.resolve() == demo_dir().resolve()):
+        print("demo build --quick needs --out DIR outside the package (the quick variant never overwrites the packaged demo)")
         return 2
     out = args.out if args.out is not None else demo_dir()
     work = args.work

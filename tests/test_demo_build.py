@@ -11,6 +11,7 @@ from demo_suite.build import quick_config, run_build
 from demo_suite.export import pick_checkpoints
 from sae_analysis.io import load_model, load_sae
 from sae_analysis.io.demo import demo_tokens
+from sae_analysis.io.demo_paths import demo_dir
 from sae_analysis_cli.demo import main as demo_main
 
 
@@ -81,6 +82,7 @@ def test_resume_reuses_finished_stages(quick_build):
     assert torch.equal(load_sae(root / "demo" / "seed1").W_dec, before)
 
 
-def test_quick_without_out_is_refused(capsys):
+def test_quick_never_targets_the_packaged_demo(capsys):
     assert demo_main(["build", "--quick"]) == 2
     assert "--out" in capsys.readouterr().out
+    assert demo_main(["build", "--quick", "--out", str(demo_dir())]) == 2
