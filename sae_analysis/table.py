@@ -280,8 +280,8 @@ def compare_summary(
         mu_a = ulf_cluster(enc_a, ulf_mask(freq_a.freq.cpu(), ulf_threshold)).mean_direction
         mu_b = ulf_cluster(enc_b, ulf_mask(freq_b.freq.cpu(), ulf_threshold)).mean_direction
         out["ulf_direction_cos"] = direction_cosine(mu_a, mu_b)
-        common = best_match(enc_a, enc_b, b_mask=freq_b.freq.cpu() > common_freq)
-        out["enc_best_match_cos_median_common"] = _median(common.cos[freq_a.freq.cpu() > common_freq].numpy())
+        common = best_match(enc_a[freq_a.freq.cpu() > common_freq], enc_b, b_mask=freq_b.freq.cpu() > common_freq)
+        out["enc_best_match_cos_median_common"] = _median(common.cos.numpy())
     return {k: out[k] for k in COMPARE_KEYS}
 
 
