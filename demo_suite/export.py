@@ -40,6 +40,7 @@ from sae_analysis.reconstruction import reconstruction_losses
 log = logging.getLogger(__name__)
 
 REGENERATE = "sae-analysis demo build --resume   (equivalently: python -m demo_suite build --resume)"
+QUICK_REGENERATE = "sae-analysis demo build --quick --out DIR"
 SIZE_LIMIT_BYTES = 25 * 1024 * 1024
 PACKAGES = ("torch", "transformer_lens", "numpy", "safetensors", "sae-analysis")
 
@@ -97,6 +98,16 @@ def sae_metrics(model: HookedTransformer, sae: SAE, tokens: Int[Tensor, "n_seq p
         "l0": freq.l0, "explained_variance": explained_variance_on(model, sae, tokens, hook),
         **frequency_fractions(freq.freq), "frac_below_1e-4 (ULF, analysis.py)": float((freq.freq < RARE_FREQ).double().mean()),
     }  # fmt: skip
+
+
+def training_summary(run_dir: Path) -> dict[str, Any]:
+    """Throughput and resampling counts of a finished trainer run, read back from its metrics.jsonl."""
+    from trainers import read_metrics
+
+    rows = read_metrics(run_dir)
+    train_rows, resamples = rows[rows.event == "train"], rows[rows.event == "resample"]
+    return {"median_tokens_per_s": float(train_rows.tokens_per_s.median()), "n_resamples": int(len(resamples)),
+            "resampled_latents_total": int(resamples.n.sum()) if len(resamples) else 0}
 
 
 def git_commit() -> str | None:
@@ -162,7 +173,8 @@ def export_suite(cfg: Any, model: HookedTransformer, lm_metrics: dict[str, Any],
         tcfg = seed_config(cfg, seed)
         saes[name] = {"seed": seed, "train_tokens": tcfg.steps * tcfg.batch_size, "steps": tcfg.steps,
                       "checkpoints_exported": kept, "n_frequency_snapshots": len(list((new / name / "freq").glob("*.npy"))),
-                      "d_in": sae.cfg.d_in, "d_sae": sae.cfg.d_sae, "metrics": sae_metrics(model, sae, eval_tokens)}
+                      "d_in": sae.cfg.d_in, "d_sae": sae.cfg.d_sae, "training": training_summary(run_dir),
+                      "metrics": sae_metrics(model, sae, eval_tokens)}
         log.info("%s: %s", name, saes[name]["metrics"])
     manifest = _manifest(cfg, lm_metrics, saes)
     write_json(new / "manifest.json", manifest)
@@ -193,7 +205,7 @@ def _manifest(cfg: Any, lm_metrics: dict[str, Any], saes: dict[str, Any]) -> dic
     sae_cfg = {k: v for k, v in cfg.sae.to_dict().items() if k != "seed"}
     return {
         "name": "demo", "quick": cfg.quick, "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "regenerate": REGENERATE, "headline": headline, "environment": environment(),
+        "regenerate": QUICK_REGENERATE if cfg.quick else REGENERATE, "headline": headline, "environment": environment(),
         "corpus": {**corpus_info(cfg.lm.n_ctx), "fingerprint": lm_metrics["corpus_fingerprint"]},
         "model": {k: v for k, v in lm_metrics.items() if k != "corpus_fingerprint"},
         "sae_train_config": sae_cfg, "saes": saes, "deviations": DEVIATIONS,
