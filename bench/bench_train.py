@@ -28,8 +28,8 @@ from trainers.step import FusedStep
 from trainers.train import make_optimizer, train_step
 
 
-def gemm_seconds(B: int, d_in: int, d_sae: int, dtype: torch.dtype, reps: int) -> float:
-    """Best-of-`reps` time of the 5 GEMMs of one training step, into preallocated outputs."""
+def gemm_seconds(B: int, d_in: int, d_sae: int, dtype: torch.dtype, reps: int) -> tuple[float, float]:
+    """Best-of-`reps` (wall, CPU) time of the 5 GEMMs of one training step, into preallocated outputs."""
     g = torch.Generator().manual_seed(0)
     x, W_enc = torch.randn(B, d_in, generator=g).to(dtype), torch.randn(d_in, d_sae, generator=g).to(dtype)
     W_dec, f = torch.randn(d_sae, d_in, generator=g).to(dtype), torch.randn(B, d_sae, generator=g).to(dtype)
@@ -44,11 +44,11 @@ def gemm_seconds(B: int, d_in: int, d_sae: int, dtype: torch.dtype, reps: int) -
         torch.mm(x.T, f, out=o_enc)  # backward: grad W_enc
 
     step()
-    best = float("inf")
+    best = (float("inf"), float("inf"))
     for _ in range(reps):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         step()
-        best = min(best, time.perf_counter() - t)
+        best = min(best, (time.perf_counter() - t, time.process_time() - c))
     return best
 
 
@@ -70,11 +70,11 @@ def ours(cfg: TrainConfig, pool: torch.Tensor, steps: int, state: dict) -> dict:
         state["ws"] = FusedStep() if cfg.step_impl == "fused" else None
         train_step(state["sae"], state["opt"], next(state["buffer"]), cfg, state["ws"])
     buf = state["buffer"]
-    refill0, t = buf.refill_seconds, time.perf_counter()
+    refill0, t, cpu = buf.refill_seconds, time.perf_counter(), time.process_time()
     for _ in range(steps):
         train_step(state["sae"], state["opt"], next(buf), cfg, state["ws"])
-    wall = time.perf_counter() - t
-    return {"wall": wall, "refill": buf.refill_seconds - refill0, "tokens": steps * cfg.batch_size}
+    wall, cpu = time.perf_counter() - t, time.process_time() - cpu
+    return {"wall": wall, "cpu": cpu, "refill": buf.refill_seconds - refill0, "tokens": steps * cfg.batch_size}
 
 
 def saelens(cfg: TrainConfig, pool: torch.Tensor, steps: int) -> dict | None:
@@ -87,12 +87,12 @@ def saelens(cfg: TrainConfig, pool: torch.Tensor, steps: int) -> dict | None:
     d_in, B = pool.shape[1], cfg.batch_size
     sae = StandardTrainingSAE(StandardTrainingSAEConfig(d_in=d_in, d_sae=d_in * cfg.dict_mult, l1_coefficient=1.0,
                                                         apply_b_dec_to_input=True, dtype="float32", device="cpu"))
-    stamps: list[float] = []
+    stamps: list[tuple[float, float]] = []
 
     def batches() -> Iterator[torch.Tensor]:
         i = 0
         while True:
-            stamps.append(time.perf_counter())
+            stamps.append((time.perf_counter(), time.process_time()))
             yield pool[(i * B) % (len(pool) - B):][:B].float()
             i += 1
 
@@ -100,48 +100,64 @@ def saelens(cfg: TrainConfig, pool: torch.Tensor, steps: int) -> dict | None:
                             adam_beta1=cfg.beta1, adam_beta2=cfg.beta2, autocast=cfg.autocast_bf16,
                             logger=LoggingConfig(log_to_wandb=False))
     SAETrainer(tcfg, sae, batches()).fit()
-    return {"wall": time.perf_counter() - stamps[1], "tokens": steps * B}
+    return {"wall": time.perf_counter() - stamps[1][0], "cpu": time.process_time() - stamps[1][1], "tokens": steps * B}
+
+
+def summarise(res: dict, runs: dict[str, list[dict]]) -> None:
+    """Rates from totals, per wall second and per process CPU second (x threads: less sensitive to other processes
+    sharing the cores), and the ratios the issue asks for."""
+    for name, rs in runs.items():
+        if rs:
+            res[f"{name}_tok_s"] = sum(r["tokens"] for r in rs) / sum(r["wall"] for r in rs)
+            res[f"{name}_tok_cpu_s"] = sum(r["tokens"] for r in rs) / sum(r["cpu"] for r in rs) * torch.get_num_threads()
+    for key in ("tok_s", "tok_cpu_s"):
+        res[f"ours_fp32_share_of_gemm_{key}"] = res[f"ours_fp32_{key}"] / res[f"gemm_fp32_{key}"]
+        res[f"ours_bf16_share_of_gemm_{key}"] = res[f"ours_bf16_{key}"] / res[f"gemm_bf16_{key}"]
+        res[f"bf16_over_fp32_{key}"] = res[f"ours_bf16_{key}"] / res[f"ours_fp32_{key}"]
+        if runs["saelens_fp32"]:
+            res[f"ours_over_saelens_fp32_{key}"] = res[f"ours_fp32_{key}"] / res[f"saelens_fp32_{key}"]
+    for name in ("ours_fp32", "ours_bf16"):
+        res[f"refill_share_{name}"] = sum(r["refill"] for r in runs[name]) / sum(r["wall"] for r in runs[name])
+
+
+def gemm_run(B: int, d_in: int, d_sae: int, dtype: torch.dtype, reps: int) -> dict:
+    """The 5 GEMMs of `reps` steps (timed after one warm-up each), wall and CPU time."""
+    walls, cpus = zip(*(gemm_seconds(B, d_in, d_sae, dtype, 1) for _ in range(reps)))
+    return {"tokens": B * reps, "wall": sum(walls), "cpu": sum(cpus)}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--small", action="store_true", help="d_in 256 (smoke test)")
     p.add_argument("--steps", type=int, default=2, help="timed steps per round and trainer")
-    p.add_argument("--rounds", type=int, default=2, help="interleaved rounds (ours fp32, SAELens fp32)")
+    p.add_argument("--rounds", type=int, default=2, help="interleaved rounds: GEMMs, ours, (ours autograd), SAELens")
     p.add_argument("--no-saelens", action="store_true")
     p.add_argument("--autograd", action="store_true", help="also time our fp32 step through autograd (step_impl='autograd')")
     a = p.parse_args()
     keep_freed_memory()  # as train() does on CPU
     d_in, B = (256, 1024) if a.small else (2048, 4096)
-    d_sae = 8 * d_in
-    flops_tok = 10 * d_in * d_sae
-    cfg = TrainConfig(batch_size=B, buffer_mult=4, dict_mult=8)
+    base = dict(batch_size=B, buffer_mult=4, dict_mult=8)
     pool = synthetic_pool(8 * B, d_in)
-    res: dict = {"threads": torch.get_num_threads(), "d_in": d_in, "d_sae": d_sae, "batch": B}
-    for name, dt in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
-        s = gemm_seconds(B, d_in, d_sae, dt, reps=1 if not a.small else 3)
-        res[f"gemm_{name}_gflops"], res[f"gemm_{name}_tok_s"] = flops_tok * B / s / 1e9, B / s
-    ours32, theirs, state = [], [], {}
+    runs: dict[str, list[dict]] = {k: [] for k in ("gemm_fp32", "ours_fp32", "ours_fp32_autograd", "saelens_fp32",
+                                                   "gemm_bf16", "ours_bf16")}
+    states: dict[str, dict] = {k: {} for k in runs}
     for _ in range(a.rounds):
-        ours32.append(ours(cfg, pool, a.steps, state))
-        if not a.no_saelens and (r := saelens(cfg, pool, a.steps)) is not None:
-            theirs.append(r)
-    state.clear()
-    if a.autograd:
-        plain = [ours(TrainConfig(batch_size=B, buffer_mult=4, dict_mult=8, step_impl="autograd"), pool, a.steps, state)]
-        res["ours_fp32_autograd_tok_s"] = plain[0]["tokens"] / plain[0]["wall"]
-        state.clear()
-    bf16 = [ours(TrainConfig(batch_size=B, buffer_mult=4, dict_mult=8, autocast_bf16=True), pool, 2 * a.steps, state)]
-    rate = lambda rs: sum(r["tokens"] for r in rs) / sum(r["wall"] for r in rs)  # noqa: E731
-    res["ours_fp32_tok_s"], res["ours_bf16_tok_s"] = rate(ours32), rate(bf16)
-    res["ours_fp32_share_of_gemm"] = res["ours_fp32_tok_s"] / res["gemm_fp32_tok_s"]
-    res["ours_bf16_share_of_gemm"] = res["ours_bf16_tok_s"] / res["gemm_bf16_tok_s"]
-    res["bf16_over_fp32"] = res["ours_bf16_tok_s"] / res["ours_fp32_tok_s"]
-    res["refill_share_fp32"] = sum(r["refill"] for r in ours32) / sum(r["wall"] for r in ours32)
-    res["refill_share_bf16"] = sum(r["refill"] for r in bf16) / sum(r["wall"] for r in bf16)
-    if theirs:
-        res["saelens_fp32_tok_s"] = rate(theirs)
-        res["ours_over_saelens_fp32"] = res["ours_fp32_tok_s"] / res["saelens_fp32_tok_s"]
+        runs["gemm_fp32"].append(gemm_run(B, d_in, 8 * d_in, torch.float32, a.steps))
+        runs["ours_fp32"].append(ours(TrainConfig(**base), pool, a.steps, states["ours_fp32"]))
+        if a.autograd:
+            cfg = TrainConfig(**base, step_impl="autograd")
+            runs["ours_fp32_autograd"].append(ours(cfg, pool, a.steps, states["ours_fp32_autograd"]))
+        if not a.no_saelens and (r := saelens(TrainConfig(**base), pool, a.steps)) is not None:
+            runs["saelens_fp32"].append(r)
+    states = {k: {} for k in runs}  # free the fp32 models
+    for _ in range(a.rounds):
+        runs["gemm_bf16"].append(gemm_run(B, d_in, 8 * d_in, torch.bfloat16, 2 * a.steps))
+        cfg = TrainConfig(**base, autocast_bf16=True)
+        runs["ours_bf16"].append(ours(cfg, pool, 2 * a.steps, states["ours_bf16"]))
+    res: dict = {"threads": torch.get_num_threads(), "d_in": d_in, "d_sae": 8 * d_in, "batch": B,
+                 "gemm_fp32_gflops": 10 * d_in * 8 * d_in * sum(r["tokens"] for r in runs["gemm_fp32"])
+                 / sum(r["wall"] for r in runs["gemm_fp32"]) / 1e9}
+    summarise(res, runs)
     print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in res.items()}, indent=1))
 
 
