@@ -87,7 +87,8 @@ def explained_variance_on(model: HookedTransformer, sae: SAE, tokens: Int[Tensor
 
 
 def sae_metrics(model: HookedTransformer, sae: SAE, tokens: Int[Tensor, "n_seq pos"]) -> dict[str, float]:
-    """Headline numbers of one SAE on held-out tokens: CE scores, L0, explained variance, frequency fractions."""
+    """Headline numbers of one SAE on held-out tokens: CE scores (REPLICATION.md §8), L0, explained variance, frequency
+    fractions; `frac_below_1e-4` uses the ULF threshold of Neel's analysis.py (RARE_FREQ)."""
     hook = sae.cfg.hook_name or "blocks.0.mlp.hook_post"
     rec = reconstruction_losses(model, sae, tokens, hook_name=hook)
     freq = latent_frequencies(model, sae, tokens, hook_name=hook)
@@ -96,7 +97,7 @@ def sae_metrics(model: HookedTransformer, sae: SAE, tokens: Int[Tensor, "n_seq p
         "ce_clean": rec.clean, "ce_recon": rec.recon, "ce_zero_ablated": rec.zero, "ce_mean_ablated": rec.mean,
         "recons_score_zero": rec.score_zero, "recons_score_mean": rec.score_mean,
         "l0": freq.l0, "explained_variance": explained_variance_on(model, sae, tokens, hook),
-        **frequency_fractions(freq.freq), "frac_below_1e-4 (ULF, analysis.py)": float((freq.freq < RARE_FREQ).double().mean()),
+        **frequency_fractions(freq.freq), "frac_below_1e-4": float((freq.freq < RARE_FREQ).double().mean()),
     }  # fmt: skip
 
 
