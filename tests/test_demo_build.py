@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from demo_suite.build import quick_config, run_build
-from demo_suite.export import pick_checkpoints
+from demo_suite.export import pick_checkpoints, swap_in
 from sae_analysis.io import load_model, load_sae
 from sae_analysis.io.demo import demo_tokens
 from sae_analysis.io.demo_paths import demo_dir
@@ -86,3 +86,16 @@ def test_quick_never_targets_the_packaged_demo(capsys):
     assert demo_main(["build", "--quick"]) == 2
     assert "--out" in capsys.readouterr().out
     assert demo_main(["build", "--quick", "--out", str(demo_dir())]) == 2
+
+
+def test_swap_in_replaces_the_folder_whole(tmp_path):
+    out, new = tmp_path / "demo", tmp_path / ".demo.new"
+    new.mkdir()
+    (new / "a.txt").write_text("first")
+    swap_in(new, out)  # no previous folder
+    assert (out / "a.txt").read_text() == "first" and not new.exists()
+    new.mkdir()
+    (new / "b.txt").write_text("second")
+    swap_in(new, out)
+    assert sorted(p.name for p in out.iterdir()) == ["b.txt"]  # stale files of the old suite are gone
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo"]
