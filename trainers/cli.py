@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from trainers.config import PRESETS, TrainConfig, preset
+from trainers.ddp_launch import add_distributed_arguments, maybe_run_distributed
 
 HELP = "train an SAE on a model's activations (presets: " + ", ".join(PRESETS) + ")"
 _OWN = ("preset", "out", "resume", "tokens", "model", "bos", "no_progress", "command")
@@ -27,6 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None, help="'demo', a local model folder or a TransformerLens name")
     parser.add_argument("--bos", type=int, default=None, help="BOS token id for --tokens FILE (default: the tokenizer's)")
     parser.add_argument("--no-progress", dest="no_progress", action="store_true", help="no progress bar")
+    add_distributed_arguments(parser)  # --nproc, --ddp-timeout, --ddp-backend (trainers.ddp_launch)
     group = parser.add_argument_group("config overrides (TrainConfig fields)")
     for f in dataclasses.fields(TrainConfig):
         flags = {f"--{f.name}", f"--{f.name.replace('_', '-')}"}
@@ -61,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
     from trainers.source import ModelActivations
     from trainers.train import train
 
+    if (code := maybe_run_distributed(args)) is not None:  # torchrun worker, or --nproc N > 1
+        return code
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     cfg = config_from_args(args)
     model = load_model(args.model or cfg.model_name, device=cfg.device)
