@@ -116,6 +116,7 @@ class DistributedTrainer(Trainer):
     def __init__(self, cfg: TrainConfig, buffer: MixingBuffer, source: Any, out_dir: Path, evaluator: Evaluator | None):
         super().__init__(cfg, buffer, source, out_dir, evaluator)
         self.rank, self.world = dist.get_rank(), dist.get_world_size()
+        self.comm_device = torch.device(cfg.device)  # small control tensors live here (nccl needs them on the GPU)
         if self.rank != 0:
             self.writer.close()
             self.writer = _NullWriter()  # type: ignore[assignment]
@@ -128,7 +129,7 @@ class DistributedTrainer(Trainer):
 
     # ----- the loop ---------------------------------------------------------------------------------------------------
     def _any(self, flag: bool) -> bool:
-        t = torch.tensor([float(flag)], device=self.sae.device)
+        t = torch.tensor([float(flag)], device=self.comm_device)
         dist.all_reduce(t)
         return bool(t.item() > 0)
 
@@ -222,7 +223,7 @@ class DistributedTrainer(Trainer):
             self.next_checkpoint += self.cfg.checkpoint_every
             self._save_sae(self.out_dir / "checkpoints" / f"{self.tokens:012d}")
         resampled = self._maybe_resample() if self.rank == 0 else False
-        flag = torch.tensor([float(resampled)], device=self.sae.device)
+        flag = torch.tensor([float(resampled)], device=self.comm_device)
         dist.broadcast(flag, src=0)
         if flag.item() > 0:
             self.sync_from_rank0()
