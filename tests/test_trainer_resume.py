@@ -136,3 +136,22 @@ def test_load_tokens_round_trip(tmp_path, suffix):
     np.save(tmp_path / "f.npy", np.zeros((3, 3), dtype=np.float32))
     with pytest.raises(ValueError, match="integer"):
         load_tokens(tmp_path / "f.npy")
+
+
+def test_cli_flags_and_resume_config(tmp_path):
+    import argparse
+
+    from trainers.checkpoint import save_state
+    from trainers.cli import add_arguments, config_from_args
+    from trainers.config import preset
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--preset", "demo", "--l1-coeff", "1e-3", "--resample_steps", "5,9", "--out", str(tmp_path)])
+    cfg = config_from_args(args)
+    assert cfg.l1_coeff == 1e-3 and cfg.resample_steps == (5, 9) and cfg.batch_size == preset("demo").batch_size
+    assert "phase" not in parser.format_help() and "reproduces the published checkpoints" in parser.format_help()
+    saved = preset("demo").with_overrides({"lr": "0.5", "seed": "7"})
+    save_state(tmp_path, {"x": torch.zeros(1)}, {"cfg": saved.to_dict()})
+    resumed = config_from_args(parser.parse_args(["--preset", "demo", "--resume", "--out", str(tmp_path), "--seed", "8"]))
+    assert resumed.lr == 0.5 and resumed.seed == 8, "--resume starts from the saved config; explicit flags still win"

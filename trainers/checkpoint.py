@@ -93,6 +93,15 @@ def load_state(out_dir: Path) -> tuple[dict[str, Tensor], dict[str, Any]] | None
     return load_file(str(path)), meta
 
 
+def read_state_meta(out_dir: Path) -> dict[str, Any] | None:
+    """Only the JSON metadata of the saved trainer state (cheap: no tensor is read), or None."""
+    path = Path(out_dir) / STATE_FILE
+    if not path.exists():
+        return None
+    with safe_open(str(path), framework="pt") as f:
+        return json.loads((f.metadata() or {})["json"])
+
+
 def prefixed(prefix: str, tensors: dict[str, Tensor]) -> dict[str, Tensor]:
     return {f"{prefix}/{k}": v for k, v in tensors.items()}
 

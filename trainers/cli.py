@@ -8,16 +8,18 @@ permuted with the run's seed. The model (`--model`, default the preset's model_n
 from __future__ import annotations
 
 import argparse
+import ast
 import dataclasses
+import inspect
 import logging
 from pathlib import Path
 from typing import Any
 
+from trainers.checkpoint import read_state_meta
 from trainers.config import PRESETS, TrainConfig, preset
 from trainers.ddp_launch import add_distributed_arguments, maybe_run_distributed
 
 HELP = "train an SAE on a model's activations (presets: " + ", ".join(PRESETS) + ")"
-_OWN = ("preset", "out", "resume", "tokens", "model", "bos", "no_progress", "command")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,15 +31,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bos", type=int, default=None, help="BOS token id for --tokens FILE (default: the tokenizer's)")
     parser.add_argument("--no-progress", dest="no_progress", action="store_true", help="no progress bar")
     add_distributed_arguments(parser)  # --nproc, --ddp-timeout, --ddp-backend (trainers.ddp_launch)
-    group = parser.add_argument_group("config overrides (TrainConfig fields)")
+    group = parser.add_argument_group("config overrides (TrainConfig fields; default: the preset's value)")
+    docs = field_docs()
     for f in dataclasses.fields(TrainConfig):
         flags = {f"--{f.name}", f"--{f.name.replace('_', '-')}"}
-        group.add_argument(*sorted(flags), dest=f.name, default=None, metavar="VALUE", help="default: preset value")
+        doc = docs.get(f.name, "").replace("%", "%%")
+        group.add_argument(*sorted(flags), dest=f.name, default=None, metavar="VALUE", help=doc)
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    overrides = {k: v for k, v in vars(args).items() if k not in _OWN and v is not None}
-    return preset(args.preset).with_overrides(overrides)
+    """The preset with the flags given; with --resume and a saved run, the saved config with the flags given."""
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    overrides = {k: v for k, v in vars(args).items() if k in fields and v is not None}
+    meta = read_state_meta(Path(args.out or f"runs/{args.preset}")) if args.resume else None
+    base = TrainConfig.from_dict(meta["cfg"]) if meta is not None else preset(args.preset)
+    return base.with_overrides(overrides)
+
+
+def field_docs() -> dict[str, str]:
+    """The docstring under each TrainConfig field (the flags' help texts)."""
+    tree = ast.parse(inspect.getsource(TrainConfig))
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    docs = {}
+    for node, nxt in zip(body, body[1:]):
+        if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
+            docs[node.target.id] = " ".join(str(nxt.value.value).split())  # type: ignore[union-attr]
+    return docs
 
 
 def load_sequences(spec: str, cfg: TrainConfig, model: Any, bos: int | None) -> tuple[Any, Any]:
