@@ -1,6 +1,7 @@
 """Single-latent case studies (REPLICATION.md §9.9; Neel's analysis.py, latent 12).
 
 * `latent_activations`: one latent's activation on every token, batch by batch.
+* `ulf_token_stats`: per token, the projection on the ULF mean direction and the share of ULF latents active (§9.3).
 * `top_activating_contexts`: the k highest activations and where they are (sequence, position).
 * `firing_stats`: per-sequence firing frequency and mean activation; the "top token" is the token at the argmax
   activation, and `frac_of_fires_are_top_token` = share of firings on that token, `frac_big_firing_on_top_token` the same
@@ -15,7 +16,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, NamedTuple
 
 import torch
-from jaxtyping import Float, Int
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from sae_analysis.activations import hook_activations, token_batches
@@ -47,6 +48,36 @@ def latent_activations(
         for b in token_batches(tokens, batch_size)
     ]
     return torch.cat(parts)
+
+
+class ULFTokenStats(NamedTuple):
+    """Per token: the activation's projection on the ULF mean encoder direction, and the share of ULF latents active."""
+
+    rare_proj: Float[Tensor, "n_seq pos"]
+    frac_rare_active: Float[Tensor, "n_seq pos"]
+
+
+@torch.no_grad()
+def ulf_token_stats(
+    model: HookedTransformer,
+    sae: SAE,
+    tokens: Int[Tensor, "n_seq pos"],
+    mean_direction: Float[Tensor, " d_in"],
+    mask: Bool[Tensor, " d_sae"],
+    *,
+    hook_name: str | None = None,
+    batch_size: int = 32,
+) -> ULFTokenStats:
+    """Neel's analysis.py per-token ULF view (§9.3, F11): rare_proj = mlp_acts @ mu (unnormalised mu, as there) and
+    frac_rare_active = fraction of the `mask` latents with f > 0. NaN fractions when the mask is empty."""
+    name = resolve_hook_name(sae, hook_name)
+    mu, m = mean_direction.float().to(sae.device), mask.to(sae.device)
+    proj, frac = [], []
+    for b in token_batches(tokens, batch_size):
+        acts = hook_activations(model, b, name).to(sae.device)
+        proj.append((acts.float() @ mu).cpu())
+        frac.append((sae.encode(acts)[..., m] > 0).float().mean(-1).cpu())
+    return ULFTokenStats(torch.cat(proj), torch.cat(frac))
 
 
 class TopContexts(NamedTuple):
@@ -146,6 +177,8 @@ def vocab_kurtosis(
 __all__ = [
     "BIG_FIRING_FRACTION",
     "latent_activations",
+    "ULFTokenStats",
+    "ulf_token_stats",
     "TopContexts",
     "top_activating_contexts",
     "context_window",

@@ -16,6 +16,7 @@ from sae_analysis.case_study import (
     latent_activations,
     top_activating_contexts,
     top_bottom_tokens,
+    ulf_token_stats,
     vocab_kurtosis,
 )
 from sae_analysis.frequency import latent_frequencies
@@ -87,3 +88,15 @@ def test_direct_logit_effect_and_vocab_kurtosis(model, gen):
     tb = top_bottom_tokens(eff[0], k_top=3, k_bottom=2)
     order = torch.argsort(eff[0], descending=True)
     assert tb.top_tokens.tolist() == order[:3].tolist() and tb.bottom_tokens.tolist() == order[-2:].flip(0).tolist()
+
+
+def test_ulf_token_stats_match_naive(model, tokens):
+    sae = tiny_sae(d_in=64, d_sae=96, hook_name=HOOK)
+    mask = torch.arange(96) % 3 == 0
+    mu = sae.W_enc.detach()[:, mask].mean(-1)
+    stats = ulf_token_stats(model, sae, tokens, mu, mask, batch_size=4)
+    acts = hook_activations(model, tokens, HOOK)
+    assert torch.allclose(stats.rare_proj, acts @ mu, atol=1e-4)
+    f = sae.encode(acts)
+    naive = torch.tensor([[float((f[i, j, mask] > 0).float().mean()) for j in range(16)] for i in range(10)])
+    assert torch.allclose(stats.frac_rare_active, naive)
