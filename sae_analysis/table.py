@@ -103,7 +103,7 @@ def stored_frequencies(sae: SAE) -> FrequencyResult | None:
         return None
     meta = sae.meta
     where = meta.get("frequency_file") or meta.get("path") or meta.get("repo") or meta.get("source") or "checkpoint"
-    return frequencies_from_log10(sae.log10_density, f"{where} (stored log10 density)")
+    return frequencies_from_log10(sae.log10_density, f"{where} (log10 density)")
 
 
 def _sparsity_columns(sp: NeuronSparsity, prefix: str) -> dict[str, Any]:

@@ -47,7 +47,7 @@ def test_analyze_weights_and_stored_frequencies(files, capsys):
     got = read(out)
     assert json.loads(capsys.readouterr().out) == got
     assert set(got) <= set(KEYS) and got["d_sae"] == 96 and "recons_score" not in got
-    assert "stored log10 density" in got["frequency_source"]
+    assert got["frequency_source"].startswith("stored: ") and "(log10 density)" in got["frequency_source"]
     assert got["ulf_fraction"] == pytest.approx(float((torch.linspace(-7, -1, 96) < -4).double().mean()), abs=1e-6)
     header = (files / "a.csv").read_text().splitlines()[0].split(",")
     assert {"latent", "fve_top_1", "fve_next_9", "sparsity_class", "kurtosis", "frequency"} <= set(header)
