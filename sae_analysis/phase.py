@@ -48,18 +48,23 @@ def stack_snapshots(tokens: Sequence[int], results: Sequence[FrequencyResult], *
 
 
 def snapshots_from_log10(
-    tokens: Sequence[int] | Tensor | np.ndarray, log10_freq: Float[Tensor, "n_snap d_sae"] | np.ndarray, *, source: str
+    tokens: Sequence[int] | Tensor | np.ndarray,
+    log10_freq: Float[Tensor, "n_snap d_sae"] | np.ndarray,
+    *,
+    source: str,
+    eps: float = 0.0,
 ) -> FrequencySnapshots:
     """Snapshots from stored log10 frequencies (e.g. a training log's float16 snapshots); -inf means never fired.
 
-    The stored values are log10(freq) (as in SAELens's sparsity.safetensors), so freq = 10**value.
+    Values are log10(freq + eps): eps = 0 for plain log10 densities (SAELens's sparsity.safetensors), eps = LOG_FREQ_EPS
+    for values stored in the plotted convention log10(freq + 10^-6.5). freq = max(10**value - eps, 0).
     """
     lf = torch.as_tensor(np.asarray(log10_freq), dtype=torch.float64)
     if lf.ndim != 2 or lf.shape[0] != len(tokens):
         raise ValueError(f"need log10 frequencies of shape [n_snap={len(tokens)}, d_sae], got {tuple(lf.shape)}")
     t = torch.as_tensor(np.asarray(tokens), dtype=torch.int64)
     order = torch.argsort(t)
-    return FrequencySnapshots(t[order], torch.pow(10.0, lf[order]), source)
+    return FrequencySnapshots(t[order], (torch.pow(10.0, lf[order]) - eps).clamp_min(0.0), source)
 
 
 class LogFreqHistogram(NamedTuple):

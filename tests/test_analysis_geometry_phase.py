@@ -122,6 +122,8 @@ def test_snapshot_builders_sort_by_tokens():
     stored = snapshots_from_log10(np.array([20, 10]), np.array([[-1.0, -np.inf], [-2.0, 0.0]]), source="log")
     assert stored.tokens.tolist() == [10, 20]
     assert torch.allclose(stored.freq, torch.tensor([[0.01, 1.0], [0.1, 0.0]], dtype=torch.float64))
+    plotted = snapshots_from_log10([5], np.log10(np.array([[0.0, 1e-3]]) + 10**-6.5), source="log", eps=10**-6.5)
+    assert plotted.freq[0, 0].item() < 1e-15 and plotted.freq[0, 1].item() == pytest.approx(1e-3)
     with pytest.raises(ValueError):
         snapshots_from_log10([1], np.zeros((2, 3)), source="bad")
 
