@@ -1,7 +1,8 @@
 """Training throughput of the trainer at gelu-1l run-1 shapes (d_in 2048, d_sae 16384, batch 4096), fp32 and bf16,
 next to the machine's GEMM rate measured in the same run, plus the share of wall time spent refilling the buffer and, when
 sae-lens is installed, SAELens's own trainer (`SAETrainer.fit` on a `StandardTrainingSAE`, wandb off) fed the same
-synthetic batches, interleaved with ours.
+synthetic batches, interleaved with ours (in a fresh interpreter each round, so it runs with the default allocator, as its
+users run it; --saelens-inproc also times it in this process, where our glibc setting speeds it up too).
 
 Real FLOPs per token = 10 · d_in · d_sae: forward 2 GEMMs (x @ W_enc, f @ W_dec), backward 3 (grad W_dec, grad f,
 grad W_enc; no input gradient). Each fp32 step takes ~10 s on 2 CPU cores: run with nothing else heavy going.
@@ -14,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
@@ -126,6 +129,14 @@ def gemm_run(B: int, d_in: int, d_sae: int, dtype: torch.dtype, reps: int) -> di
     return {"tokens": B * reps, "wall": sum(walls), "cpu": sum(cpus)}
 
 
+def saelens_subprocess(small: bool, steps: int) -> dict | None:
+    """`saelens` in a fresh interpreter: SAELens as its users run it, without the allocator setting this process made
+    for our trainer (which would also speed SAELens up; see --saelens-inproc)."""
+    cmd = [sys.executable, __file__, "--saelens-worker", "--steps", str(steps)] + (["--small"] if small else [])
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()
+    return json.loads(out[-1]) if out and out[-1] != "null" else None
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--small", action="store_true", help="d_in 256 (smoke test)")
@@ -133,13 +144,18 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=2, help="interleaved rounds: GEMMs, ours, (ours autograd), SAELens")
     p.add_argument("--no-saelens", action="store_true")
     p.add_argument("--autograd", action="store_true", help="also time our fp32 step through autograd (step_impl='autograd')")
+    p.add_argument("--saelens-inproc", action="store_true", help="also time SAELens in this process (with our allocator setting)")
+    p.add_argument("--saelens-worker", action="store_true", help=argparse.SUPPRESS)
     a = p.parse_args()
-    keep_freed_memory()  # as train() does on CPU
     d_in, B = (256, 1024) if a.small else (2048, 4096)
     base = dict(batch_size=B, buffer_mult=4, dict_mult=8)
     pool = synthetic_pool(8 * B, d_in)
+    if a.saelens_worker:
+        print(json.dumps(saelens(TrainConfig(**base), pool, a.steps)))
+        return
+    keep_freed_memory()  # as train() does on CPU
     runs: dict[str, list[dict]] = {k: [] for k in ("gemm_fp32", "ours_fp32", "ours_fp32_autograd", "saelens_fp32",
-                                                   "gemm_bf16", "ours_bf16")}
+                                                   "saelens_fp32_inproc", "gemm_bf16", "ours_bf16")}
     states: dict[str, dict] = {k: {} for k in runs}
     for _ in range(a.rounds):
         runs["gemm_fp32"].append(gemm_run(B, d_in, 8 * d_in, torch.float32, a.steps))
@@ -147,8 +163,10 @@ def main() -> None:
         if a.autograd:
             cfg = TrainConfig(**base, step_impl="autograd")
             runs["ours_fp32_autograd"].append(ours(cfg, pool, a.steps, states["ours_fp32_autograd"]))
-        if not a.no_saelens and (r := saelens(TrainConfig(**base), pool, a.steps)) is not None:
+        if not a.no_saelens and (r := saelens_subprocess(a.small, a.steps)) is not None:
             runs["saelens_fp32"].append(r)
+        if a.saelens_inproc and (r := saelens(TrainConfig(**base), pool, a.steps)) is not None:
+            runs["saelens_fp32_inproc"].append(r)
     states = {k: {} for k in runs}  # free the fp32 models
     for _ in range(a.rounds):
         runs["gemm_bf16"].append(gemm_run(B, d_in, 8 * d_in, torch.bfloat16, 2 * a.steps))

@@ -293,6 +293,9 @@ class Trainer:
 
     def restore(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
         saved = TrainConfig.from_dict(meta["cfg"])
+        changed = {k: v for k, v in self.cfg.to_dict().items() if k != "d_in" and saved.to_dict()[k] != v}
+        if changed:
+            log.warning("resuming with config changes %s (saved: %s)", changed, {k: saved.to_dict()[k] for k in changed})
         self.init_fresh(int(saved.d_in or 0))
         self.sae.load_state_dict({k: v.to(self.cfg.device) for k, v in ckpt.unprefixed("sae", tensors).items()})
         ckpt.load_optimizer_tensors(self.opt, tensors, meta["optimizer"])
