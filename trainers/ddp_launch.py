@@ -155,7 +155,11 @@ def run_rank(args: argparse.Namespace, ddp: DDPConfig) -> int:
                                    progress=not args.no_progress and rank == 0)
     except RankFailureError as err:
         log.error("%s", err)
-        return EXIT_RANK_FAILURE  # no destroy_process_group: its peers are gone
+        # Leave at once: with a peer gone, tearing down the gloo group at interpreter exit can abort (SIGABRT,
+        # "terminate called without an active exception") and hide this exit code. Every file is closed by now.
+        logging.shutdown()
+        sys.stderr.flush()
+        os._exit(EXIT_RANK_FAILURE)
     dist.destroy_process_group()
     log.info("%s after %d steps (%d tokens) on %d ranks; final SAE in %s", result.stopped, result.step, result.tokens,
              world, out / "final")

@@ -1,0 +1,138 @@
+"""Data-parallel training through the command line on a tiny HookedTransformer, 2 ranks, gloo on CPU: `--nproc 2`
+(torchrun), a rank killed or frozen mid-run (the survivor fails clearly within the timeout, the last checkpoint loads),
+and a resume at the same world size that ends bit-identical to the uninterrupted run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import tiny_model
+from safetensors.torch import load_file
+from test_distributed import rank_env, wait_ranks
+
+from trainers import read_metrics
+from trainers.checkpoint import STATE_FILE, load_state
+from trainers.ddp_launch import EXIT_RANK_FAILURE
+from trainers.ddp_state import rank_state_path
+
+HOOK = "blocks.0.mlp.hook_post"
+STEPS = 240
+TIMEOUT_S = 8  # the process-group timeout of the runs below: a frozen rank must fail the run after about this long
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> tuple[Path, Path]:
+    from sae_analysis.io.model import save_model
+
+    root = tmp_path_factory.mktemp("ddp_cli")
+    save_model(tiny_model(), root / "model")
+    np.save(root / "tokens.npy", np.random.default_rng(0).integers(1, 50, size=(300, 32)))
+    return root / "model", root / "tokens.npy"
+
+
+def train_args(files, out: Path, *extra: str) -> list[str]:
+    model, tokens = files
+    return ["--preset", "demo", "--model", str(model), "--tokens", str(tokens), "--bos", "0", "--out", str(out),
+            "--no-progress", "--seq_len", "16", "--batch_size", "64", "--buffer_mult", "4", "--model_batch", "16",
+            "--num_tokens", str(64 * STEPS), "--checkpoint_every", str(64 * 30), "--log_every", "10", "--eval_every", "80",
+            "--eval_tokens", "256", "--resample_every", "50", "--resample_freq_tokens", "512", "--resample_freq", "0.01",
+            "--dict_mult", "2", "--l1_coeff", "3e-3", "--hook_name", HOOK, "--ddp-timeout", str(TIMEOUT_S), *extra]
+
+
+def run_cli(args: list[str], timeout: float = 150) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-m", "trainers", *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def reference(files, tmp_path_factory) -> Path:
+    """An uninterrupted run launched by `python -m trainers --nproc 2` (torchrun --standalone)."""
+    out = tmp_path_factory.mktemp("ref") / "run"
+    done = run_cli(train_args(files, out, "--nproc", "2"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    return out
+
+
+def test_nproc_run_trains_the_global_batch_on_two_ranks(reference):
+    m = read_metrics(reference)
+    end = m[m.event == "end"].iloc[-1]
+    assert (end.step, end.tokens, end.world_size, end.stopped) == (STEPS, 64 * STEPS, 2, "done")
+    train = m[m.event == "train"]
+    assert list(train.step) == list(range(10, STEPS + 1, 10)) and (train.world_size == 2).all()
+    assert train.loss.iloc[-1] < train.loss.iloc[0]
+    assert len(m[m.event == "eval"]) == STEPS // 80 and len(m[m.event == "resample"]) == STEPS // 50
+    ckpts = sorted(p.name for p in (reference / "checkpoints").iterdir())
+    assert ckpts == [f"{64 * s:012d}" for s in range(30, STEPS + 1, 30)]
+    tensors, meta = load_state(reference)
+    assert meta["world_size"] == 2 and meta["step"] == STEPS and not any(k.startswith("buffer/") for k in tensors)
+    for r in range(2):
+        assert rank_state_path(reference, r, STEPS).exists()
+
+
+def start_ranks(files, out: Path, *extra: str) -> list[subprocess.Popen]:
+    from test_distributed import free_port
+
+    port = free_port()
+    return [subprocess.Popen([sys.executable, "-m", "trainers", *train_args(files, out, *extra)], env=rank_env(r, 2, port),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for r in range(2)]
+
+
+def wait_for_state(out: Path, procs: list[subprocess.Popen], timeout: float = 90) -> None:
+    """Until the first complete save (SAE checkpoint, then rank files, then the shared trainer state)."""
+    deadline = time.monotonic() + timeout
+    while not (out / STATE_FILE).exists():
+        assert all(p.poll() is None for p in procs), "a rank ended before the first checkpoint"
+        assert time.monotonic() < deadline, "no checkpoint in time"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("victim, sig", [(1, signal.SIGKILL), (0, signal.SIGKILL), (1, signal.SIGSTOP)],
+                         ids=["kill-rank1", "kill-rank0", "freeze-rank1"])
+def test_a_dead_or_frozen_rank_fails_the_run_clearly_and_the_checkpoint_survives(files, reference, tmp_path, victim, sig):
+    out = tmp_path / "run"
+    procs = start_ranks(files, out)
+    wait_for_state(out, procs)
+    os.kill(procs[victim].pid, sig)
+    t0 = time.monotonic()
+    survivor = procs[1 - victim]
+    try:
+        (rc, err), = wait_ranks([survivor], timeout=TIMEOUT_S + 40)  # no hang: bounded by the process-group timeout
+    finally:
+        procs[victim].kill()
+        procs[victim].wait()
+    assert rc == EXIT_RANK_FAILURE, err[-3000:]
+    assert f"rank {1 - victim} of 2: a collective failed" in err and "Last checkpoint" in err, err[-3000:]
+    if sig == signal.SIGSTOP:
+        assert time.monotonic() - t0 >= TIMEOUT_S * 0.5  # it waited for the frozen rank, up to the timeout
+    # the last checkpoint is intact: the SAE loads, the trainer state loads with a complete set of rank files
+    from sae_analysis import load_sae
+
+    for folder in (out / "checkpoints").iterdir():  # written atomically: every one that exists loads
+        assert load_sae(folder).cfg.d_sae == 128
+    tensors, meta = load_state(out)
+    assert load_sae(meta["last_checkpoint"]).cfg.d_sae == 128
+    assert all(rank_state_path(out, r, meta["step"]).exists() for r in range(2))
+    if victim == 1 and sig == signal.SIGKILL:
+        resumed = run_cli(train_args(files, out, "--nproc", "2", "--resume"))
+        assert resumed.returncode == 0, resumed.stderr[-3000:]
+        a, b = (load_file(str(run / "final" / "sae_weights.safetensors")) for run in (reference, out))
+        for k in a:
+            assert torch.equal(a[k], b[k]), k
+
+
+def test_resume_needs_the_same_world_size(files, reference, tmp_path):
+    import shutil
+
+    from sae_analysis_cli import main
+
+    run = tmp_path / "copy"
+    shutil.copytree(reference, run)
+    assert main(["train", *train_args(files, run, "--resume")]) == 2  # a single process cannot continue a 2-rank run
