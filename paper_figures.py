@@ -373,10 +373,8 @@ def phase(ctx: Context) -> dict[str, np.ndarray]:
     def compute() -> dict[str, Any]:
         if ctx.source.snapshots is None:
             raise Skip("this source has no frequency snapshots")
-        tokens, logs = ctx.source.snapshots()  # trainers' convention: log10(freq + 10^-6.5); phase expects log10(freq)
-        with np.errstate(divide="ignore"):
-            stored = np.log10(np.clip(10.0 ** logs.astype(np.float64) - LOG_FREQ_EPS, 0.0, None))
-        snap = snapshots_from_log10(tokens, stored, source=ctx.label())
+        tokens, logs = ctx.source.snapshots()  # stored as log10(freq + 10^-6.5) (trainers.log; the hub path too)
+        snap = snapshots_from_log10(tokens, logs, source=ctx.label(), eps=LOG_FREQ_EPS)
         hist, ulf = log_freq_histograms(snap.freq), ulf_fraction_over_time(snap.freq)
         cp = changepoint(snap.tokens, ulf)
         return {
