@@ -46,6 +46,7 @@ from trainers.config import TrainConfig
 from trainers.ddp_state import load_rank_state, prune_rank_states, save_rank_state
 from trainers.dead import DeadLatentTracker, project_decoder_grad_, renormalise_decoder_
 from trainers.evaluate import Evaluator
+from trainers.memory import keep_freed_memory
 from trainers.train import DTYPES, NonFiniteLossError, StepOutput, Stopped, Trainer, TrainResult, _StopFlag
 
 log = logging.getLogger(__name__)
@@ -308,6 +309,11 @@ def train_distributed(cfg: TrainConfig, source: Iterator[Tensor], *, out_dir: st
     own activation shard; `evaluator` is used on rank 0 only. Every rank returns the same `TrainResult`. Raises
     `RankFailureError` when another rank dies or hangs (after at most the process-group timeout)."""
     rank, world = dist.get_rank(), dist.get_world_size()
+    if cfg.device == "cpu":
+        keep_freed_memory()  # as `train` does
+    if cfg.step_impl != "autograd":
+        log.info("data-parallel steps use autograd (DDP reduces gradients in backward hooks); step_impl=%r is ignored",
+                 cfg.step_impl)
     trainer = DistributedTrainer(cfg, make_rank_buffer(cfg, source, rank, world), source, Path(out_dir), evaluator)
     try:
         batches = _start(trainer, resume)
