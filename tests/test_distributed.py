@@ -278,5 +278,35 @@ def test_collective_failures_are_told_apart_from_own_errors():
     assert not is_collective_failure(RuntimeError("mat1 and mat2 shapes cannot be multiplied (4x8 and 16x32)"))
 
 
+def test_nproc_relaunch_reproduces_the_command_line():
+    """`sae-analysis train ... --nproc 2` relaunches `python -m trainers` with the same settings (minus --nproc)."""
+    import argparse
+
+    from sae_analysis_cli import build_parser
+    from trainers.cli import add_arguments
+    from trainers.ddp_launch import DDP_ARGS, namespace_argv
+
+    argv = ["train", "--preset", "demo", "--out", "runs/x", "--resume", "--no-progress", "--l1-coeff", "1e-3",
+            "--resample_steps", "5,9", "--nproc", "2", "--ddp-timeout", "30"]
+    args = build_parser("train").parse_args(argv)
+    for k in DDP_ARGS:
+        vars(args).pop(k)
+    inner = argparse.ArgumentParser()
+    add_arguments(inner)
+    again = inner.parse_args(namespace_argv(args))
+    assert {k: v for k, v in vars(again).items() if k not in DDP_ARGS} == {k: v for k, v in vars(args).items()
+                                                                           if k != "command"}
+
+
+def test_ddp_config_validates():
+    from trainers.ddp_launch import DDPConfig
+
+    assert DDPConfig().backend == "auto" and DDPConfig().timeout_s > 0
+    with pytest.raises(ValueError):
+        DDPConfig(timeout_s=0.0)
+    with pytest.raises((ValueError, TypeError)):
+        DDPConfig(backend="mpi")  # type: ignore[arg-type]
+
+
 if __name__ == "__main__" and sys.argv[1:2] == ["worker"]:
     worker(Path(sys.argv[2]))

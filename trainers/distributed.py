@@ -7,11 +7,13 @@ world size 1 is the unchanged single-process trainer. What each rank does (issue
   (`TrainConfig.batch_size`, tokens, steps, checkpoint and resampling schedules) is the same at every world size;
 * steps a DDP-wrapped SAE on the loss `rank_objective` (the L1 term rescaled so that DDP's gradient *average* equals the
   single-process gradient of the concatenated global batch); the decoder-gradient projection runs after backward, i.e.
-  after DDP's all-reduce, so every rank projects the same gradient;
+  after DDP's all-reduce, so every rank projects the same gradient. Steps use autograd (`step_impl` is ignored): the
+  fused single-process step writes gradients without autograd, so DDP's backward hooks would never reduce them;
 * all-reduces the loss terms and the per-latent firing counts (the dead-latent tracker, frequencies and L0 are global);
   logged explained variance is computed on rank 0 from the gathered global batch;
 * rank 0 alone evaluates, writes `metrics.jsonl`, SAE checkpoints and the trainer state (weights, Adam, tracker, step);
-  resampling is decided and applied on rank 0 and the parameters, Adam moments and tracker are then broadcast;
+  resampling is decided and applied on rank 0 and the parameters, Adam moments and tracker are then broadcast
+  (Anthropic's resampling without an evaluator scores batches of rank 0's buffer, i.e. 1/N of the usual inputs);
 * every rank writes its own data state (buffer contents, source position, RNG) to `state/rank<r>/<step>.safetensors`
   before rank 0 replaces the shared state, so the state on disk always refers to a complete set (resume: same world size).
 
