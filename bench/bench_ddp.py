@@ -9,7 +9,10 @@ start-up and the first buffer fill are excluded). On CPU (gloo) it compares, on 
   * 1 rank, N threads, fused step (what one process gets from N cores)
   * N ranks x 1 thread (DDP, gloo)
 
-scaling efficiency = rate(N ranks) / (N x rate(1 rank, 1 thread, autograd)). On GPUs (--device cuda) each rank gets one GPU
+scaling efficiency = rate(N ranks) / (N x rate(1 rank, 1 thread, autograd)). On a shared, oversubscribed machine wall
+rates measure each process's share of the cores, so the CPU time of all ranks per step (process time, every thread,
+including start-up and the first fill) is printed too: its ratio to 1 rank's is the parallel overhead (communication,
+per-rank duplicated work), independent of the load. On GPUs (--device cuda) each rank gets one GPU
 (nccl) and the baseline is 1 rank on 1 GPU. Run with nothing else heavy going; the load average is printed with the results.
 
     .venv/bin/python bench/bench_ddp.py                        # CPU, 1 vs 2 ranks, d_in 256, d_sae 2048, batch 1024
@@ -58,15 +61,22 @@ def worker(args: argparse.Namespace) -> None:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     cfg = bench_config(args, args.step_impl)
     pool = synthetic_pool(4 * args.batch * 4, args.d_in)
-    if world == 1:
-        train(cfg, TensorActivations(pool, chunk=args.batch, wrap=True), out_dir=args.out, progress=False)
-        return
-    rank, world = init_process_group(cfg, DDPConfig(timeout_s=600))
+    rank = 0
+    if world > 1:
+        rank, world = init_process_group(cfg, DDPConfig(timeout_s=600))
     shard = pool[rank * len(pool) // world:(rank + 1) * len(pool) // world]
-    train_distributed(cfg, TensorActivations(shard, chunk=args.batch // world, wrap=True), out_dir=args.out, progress=False)
-    import torch.distributed as dist
+    source = TensorActivations(shard, chunk=args.batch // world, wrap=True)
+    cpu, wall = time.process_time(), time.perf_counter()
+    if world == 1:
+        train(cfg, source, out_dir=args.out, progress=False)
+    else:
+        train_distributed(cfg, source, out_dir=args.out, progress=False)
+    times = {"cpu_s": time.process_time() - cpu, "wall_s": time.perf_counter() - wall}
+    (Path(args.out) / f"times_rank{rank}.json").write_text(json.dumps(times))
+    if world > 1:
+        import torch.distributed as dist
 
-    dist.destroy_process_group()
+        dist.destroy_process_group()
 
 
 def free_port() -> int:
@@ -91,8 +101,10 @@ def run_config(args: argparse.Namespace, nproc: int, threads: int, step_impl: st
         raise RuntimeError(f"configuration nproc={nproc} threads={threads} failed")
     rows = read_metrics(out).query("event == 'train'")
     rate = float(rows.tokens_per_s.iloc[1:].median())
+    cpu = sum(json.loads((out / f"times_rank{r}.json").read_text())["cpu_s"] for r in range(nproc))
     return {"nproc": nproc, "threads": threads, "step_impl": step_impl, "tokens_per_s": rate,
-            "ms_per_step": 1000 * args.batch / rate, "final_loss": float(rows.loss.iloc[-1])}
+            "ms_per_step": 1000 * args.batch / rate, "cpu_ms_per_step": 1000 * cpu / args.steps,
+            "final_loss": float(rows.loss.iloc[-1])}
 
 
 def main() -> None:
@@ -118,13 +130,14 @@ def main() -> None:
     base = results[0]["tokens_per_s"]
     print(f"d_in {args.d_in}, d_sae {args.d_in * args.dict_mult}, global batch {args.batch}, {args.steps} steps, "
           f"device {args.device}, torch {torch.__version__}, load average {os.getloadavg()[0]:.1f}, {time.time() - t0:.0f} s")
-    print("| ranks | threads/rank | step | tokens/s | ms/step | vs 1 rank x 1 thread (autograd) |")
-    print("|---|---|---|---|---|---|")
+    print("| ranks | threads/rank | step | tokens/s (wall) | ms/step | vs 1 rank, 1 thread, autograd | CPU ms/step |")
+    print("|---|---|---|---|---|---|---|")
     for r in results:
         print(f"| {r['nproc']} | {r['threads']} | {r['step_impl']} | {r['tokens_per_s']:.0f} | {r['ms_per_step']:.1f} | "
-              f"{r['tokens_per_s'] / base:.2f}x |")
-    ddp = results[-1]["tokens_per_s"]
-    print(f"scaling efficiency 1 -> {n} ranks: {ddp / (n * base):.2f}")
+              f"{r['tokens_per_s'] / base:.2f}x | {r['cpu_ms_per_step']:.1f} |")
+    ddp = results[-1]
+    print(f"scaling efficiency 1 -> {n} ranks (wall): {ddp['tokens_per_s'] / (n * base):.2f}; CPU work per step, "
+          f"{n} ranks / 1 rank (1.00 = no parallel overhead): {ddp['cpu_ms_per_step'] / results[0]['cpu_ms_per_step']:.2f}")
     print(json.dumps({"args": vars(args), "results": results}))
 
 
