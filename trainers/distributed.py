@@ -35,18 +35,18 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from jaxtyping import Float, Int
+from jaxtyping import Float
 from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from sae_analysis import ForwardOutput
 from sae_analysis.metrics import explained_variance, firing_counts
 from trainers import checkpoint as ckpt
 from trainers.buffer import MixingBuffer
 from trainers.config import TrainConfig
+from trainers.ddp_reduce import DistributedTracker, global_losses, is_collective_failure, max_rank_divergence, rank_objective
 from trainers.ddp_state import load_rank_state, prune_rank_states, save_rank_state
-from trainers.dead import DeadLatentTracker, project_decoder_grad_, renormalise_decoder_
+from trainers.dead import project_decoder_grad_, renormalise_decoder_
 from trainers.evaluate import Evaluator
 from trainers.memory import keep_freed_memory
 from trainers.train import DTYPES, NonFiniteLossError, StepOutput, Stopped, Trainer, TrainResult, _StopFlag
@@ -59,42 +59,6 @@ _NO_BUFFER_SYNC = ({"forward_sync_buffers": False} if "forward_sync_buffers" in 
 
 class RankFailureError(RuntimeError):
     """A collective failed or timed out: another rank died or hung. The checkpoints on disk are intact."""
-
-
-def rank_objective(out: ForwardOutput, world_size: int, loss_convention: str) -> Float[Tensor, ""]:
-    """The loss each rank backpropagates so that DDP's averaged gradient is the single-process gradient on the global
-    batch (the concatenation of the N rank batches of b rows, B = N b).
-
-    'original' (Neel's): L = (1/B) Σ_all Σ_d err² + c Σ_all Σ_i |f| = (1/N) Σ_r l2_r + Σ_r l1_r, with l2_r the rank's
-    batch-mean L2 and l1_r its batch-*summed* L1. DDP averages gradients, (1/N) Σ_r ∇(l2_r + N l1_r) = ∇L, so the L1
-    term is multiplied by N. 'per_token': both terms are batch means, L = (1/N) Σ_r (l2_r + l1_r): no rescaling."""
-    return out.l2 + out.l1 * (world_size if loss_convention == "original" else 1)
-
-
-def global_losses(l2_sum: float, l1_sum: float, world_size: int, loss_convention: str) -> tuple[float, float]:
-    """(l2, l1) of the global batch from the rank values summed over ranks (see `rank_objective`)."""
-    return l2_sum / world_size, l1_sum if loss_convention == "original" else l1_sum / world_size
-
-
-def max_rank_divergence(tensors: list[Tensor]) -> float:
-    """Largest |value on one rank − value on another| over `tensors` (a collective; 0.0 when the ranks agree exactly)."""
-    worst = torch.zeros((), dtype=torch.float64)
-    for t in tensors:
-        hi, lo = t.detach().double().clone(), t.detach().double().clone()
-        dist.all_reduce(hi, op=dist.ReduceOp.MAX)
-        dist.all_reduce(lo, op=dist.ReduceOp.MIN)
-        worst = torch.maximum(worst, (hi - lo).abs().max().cpu() if t.numel() else worst)
-    return float(worst)
-
-
-class DistributedTracker(DeadLatentTracker):
-    """`DeadLatentTracker` fed with firing counts already summed over the ranks (tokens are global tokens)."""
-
-    def add_counts(self, counts: Int[Tensor, " d_sae"], n_tokens: int) -> None:
-        self.tokens_since_fired += n_tokens
-        self.tokens_since_fired[counts > 0] = 0
-        self.window_counts += counts
-        self.window_tokens += n_tokens
 
 
 class _NullWriter:
@@ -274,16 +238,6 @@ def make_rank_buffer(cfg: TrainConfig, source: Iterator[Tensor], rank: int, worl
     return MixingBuffer(source, size=b * cfg.buffer_mult, batch_size=b,
                         generator=torch.Generator().manual_seed(cfg.seed * 1009 + rank), dtype=DTYPES[cfg.buffer_dtype],
                         end_of_data=cfg.end_of_data, device=cfg.device)
-
-
-_COLLECTIVE_MARKERS = ("gloo", "nccl", "c10d", "connection", "timed out", "timeout", "broken pipe", "socket")
-
-
-def is_collective_failure(err: BaseException) -> bool:
-    """Whether `err` comes from the communication layer (a peer that died, hung or closed its socket) rather than from
-    this rank's own computation."""
-    text = str(err).lower()
-    return isinstance(err, dist.DistError) or any(m in text for m in _COLLECTIVE_MARKERS)
 
 
 def _start(trainer: DistributedTrainer, resume: bool) -> Iterator[Tensor]:
