@@ -67,8 +67,14 @@ HUB_CHECKPOINTS = (9, 12, 15, 18, 21, 22, 25)
 RUNS = {"demo": ("seed1", "seed2"), "hub": ("run1", "run2"), "smoke": ("seed1", "seed2")}
 DATA_EXHAUSTED_TOKENS = 1_695_481_856
 """REPLICATION.md §6.2: step 413,952 x 4096 tokens, where run 1 most likely ran out of fresh data (hypothesis)."""
-DEFAULT_TOKENS = {"demo": 512 * 128, "hub": 1_638_400, "smoke": 32 * 16}
-"""Tokens for frequencies (hub: Neel's get_freqs(25)); reconstruction and F6 use the first 256 sequences (§9.7)."""
+DEFAULTS = {
+    "demo": {"tokens": 512 * 128, "loss_seqs": 64, "batch_size": 64},
+    "hub": {"tokens": 1_638_400, "loss_seqs": 256, "batch_size": 32},
+    "smoke": {"tokens": 32 * 16, "loss_seqs": 32, "batch_size": 32},
+}
+"""Per source: tokens for frequencies (hub: Neel's get_freqs(25)); sequences for the loss-based numbers (hub: Neel's
+all_tokens[:256], §9.7; demo: 64, because F6 runs one spliced forward per floor and must fit the 3-minute budget), which
+also serve the case studies; sequences per forward. `--tokens`, `--loss-seqs`, `--batch-size` override them."""
 
 
 class Skip(Exception):
@@ -92,7 +98,7 @@ class Source:
 
 
 def _n_tokens(args: argparse.Namespace, kind: str) -> int:
-    return args.tokens or DEFAULT_TOKENS[kind]
+    return args.tokens or DEFAULTS[kind]["tokens"]
 
 
 def _byte_decode(ids: list[int]) -> list[str]:
@@ -125,7 +131,8 @@ def load_hub(args: argparse.Namespace) -> Source:
     def snapshots() -> tuple[np.ndarray, np.ndarray]:
         counts = [(c - 8) * 122_880_000 if c < 25 else 2_000_000_000 for c in HUB_CHECKPOINTS]
         ckpts = (load_sae(HUB_REPO, str(c), revision=args.revision, device=args.device) for c in HUB_CHECKPOINTS)
-        freqs = [latent_frequencies(model, sae, tokens, batch_size=args.batch_size, progress=True).freq for sae in ckpts]
+        batch = args.batch_size or DEFAULTS["hub"]["batch_size"]
+        freqs = [latent_frequencies(model, sae, tokens, batch_size=batch, progress=True).freq for sae in ckpts]
         return np.array(counts), np.stack([log10_freq(f).numpy() for f in freqs])
 
     commit = saes["run1"].meta.get("commit") or args.revision or "main"
@@ -271,6 +278,10 @@ class Context:
 
         return self.cache.json("source", describe)
 
+    def setting(self, name: str) -> int:
+        """A CLI value, or this source kind's default (DEFAULTS)."""
+        return getattr(self.args, name) or DEFAULTS[self.info["kind"]][name]
+
     def runs(self) -> list[str]:
         return self.info["runs"]
 
@@ -284,7 +295,7 @@ def frequencies(ctx: Context, run: str) -> Any:
 
     def compute() -> dict[str, Any]:
         src = ctx.source
-        r = latent_frequencies(src.model, src.saes[run], src.tokens, batch_size=ctx.args.batch_size, progress=True)
+        r = latent_frequencies(src.model, src.saes[run], src.tokens, batch_size=ctx.setting("batch_size"), progress=True)
         return {"freq": r.freq.numpy(), "counts": r.counts.numpy(), "n_tokens": r.n_tokens, "l0": r.l0, "source": r.source}
 
     d = ctx.cache.arrays(f"freq_{run}", compute)
@@ -294,8 +305,8 @@ def frequencies(ctx: Context, run: str) -> Any:
 
 
 def eval_tokens(ctx: Context) -> Any:
-    """The first 256 sequences (Neel's all_tokens[:256]) for the loss-based numbers."""
-    return ctx.source.tokens[:256]
+    """The first `loss_seqs` sequences (Neel's all_tokens[:256]) for the loss-based numbers and the case studies."""
+    return ctx.source.tokens[: ctx.setting("loss_seqs")]
 
 
 def table(ctx: Context, run: str) -> dict[str, np.ndarray]:
@@ -327,7 +338,7 @@ def summary(ctx: Context, run: str) -> dict[str, Any]:
 
     def compute() -> dict[str, Any]:
         src = ctx.source
-        recon = reconstruction_losses(src.model, src.saes[run], eval_tokens(ctx), batch_size=ctx.args.batch_size)
+        recon = reconstruction_losses(src.model, src.saes[run], eval_tokens(ctx), batch_size=ctx.setting("batch_size"))
         return summarize(src.saes[run], freq=frequencies(ctx, run), W_out=src.model.W_out[0].detach(), recon=recon)
 
     return ctx.cache.json(f"summary_{run}", compute)
@@ -360,7 +371,7 @@ def floor_curve(ctx: Context, run: str) -> dict[str, np.ndarray]:
     def compute() -> dict[str, Any]:
         src = ctx.source
         df = loss_vs_frequency_floor(
-            src.model, src.saes[run], eval_tokens(ctx), frequencies(ctx, run).freq, batch_size=ctx.args.batch_size
+            src.model, src.saes[run], eval_tokens(ctx), frequencies(ctx, run).freq, batch_size=ctx.setting("batch_size")
         )
         return {c: df[c].to_numpy() for c in df.columns}
 
@@ -412,12 +423,13 @@ def case_study(ctx: Context, run: str, latent: int) -> dict[str, np.ndarray]:
 
     def compute() -> dict[str, Any]:
         src, sae = ctx.source, ctx.source.saes[run]
-        acts = latent_activations(src.model, sae, src.tokens, latent, batch_size=ctx.args.batch_size)
+        tokens = eval_tokens(ctx)
+        acts = latent_activations(src.model, sae, tokens, latent, batch_size=ctx.setting("batch_size"))
         top = top_activating_contexts(acts, k=12)
-        windows = [context_window(src.tokens, int(s), int(p), before=24, after=8).tolist() for s, p in zip(top.seq, top.pos)]
+        windows = [context_window(tokens, int(s), int(p), before=24, after=8).tolist() for s, p in zip(top.seq, top.pos)]
         effect = direct_logit_effect(sae.W_dec.detach()[latent : latent + 1], src.model.W_out[0].detach(), src.model.W_U.detach())
         tb = top_bottom_tokens(effect[0], k_top=12, k_bottom=8)
-        stats = firing_stats(acts, src.tokens)
+        stats = firing_stats(acts, tokens)
         return {
             "tokens": np.array([t for w in windows for t in src.decode(w)]),
             "lengths": [len(w) for w in windows],
@@ -755,7 +767,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--cache-dir", default=None, help="cache folder (default OUT/cache)")
     p.add_argument("--tokens-file", default=None, help="hub: .npy/.pt int array [n_seq, seq_len] of gelu-1l tokens")
     p.add_argument("--revision", default=None, help="hub: revision of NeelNanda/sparse_autoencoder to pin")
-    p.add_argument("--batch-size", type=int, default=32, help="sequences per model forward")
+    p.add_argument("--batch-size", type=int, default=None, help="sequences per model forward (default: demo 64, hub 32)")
+    p.add_argument("--loss-seqs", type=int, default=None, help="sequences for losses and case studies (demo 64, hub 256)")
     p.add_argument("--formats", nargs="+", default=["png", "svg"], help="file formats per figure (default png svg)")
     p.add_argument("--dpi", type=int, default=150, help="PNG resolution (default 150)")
     args = p.parse_args(argv)
