@@ -21,9 +21,11 @@ _ESCAPES = {"\n": "↵", "\r": "\\r", "\t": "→"}
 
 
 def visible(token: str) -> str:
-    """A token as it should be drawn: newlines and tabs as arrows, other control characters escaped."""
+    """A token as it should be drawn: newlines and tabs as arrows, other control characters escaped, a whitespace-only
+    token as '␣' per space, the empty token as '∅'."""
+    token = str(token)  # numpy strings from a cache behave like str but repr differently
     out = "".join(_ESCAPES.get(ch, ch if ch.isprintable() or ch == " " else ch.encode("unicode_escape").decode()) for ch in token)
-    return out if out.strip() else repr(token)[1:-1].replace(" ", "␣") or "∅"
+    return out if out.strip() else (out.replace(" ", "␣") or "∅")
 
 
 def _row(ax: Axes, y: float, tokens: Sequence[str], pos: int, act: float, before: int, after: int) -> None:
@@ -82,7 +84,7 @@ def plot_logit_effect(
     if len(top_tokens) != len(top) or len(bottom_tokens) != len(bottom):
         raise ValueError("each token needs exactly one value")
     order_bottom = np.argsort(-bottom)  # least negative first, so the most negative ends at the bottom
-    labels = [repr(visible(t)) for t in top_tokens] + [repr(visible(bottom_tokens[i])) for i in order_bottom]
+    labels = [f"'{visible(t)}'" for t in top_tokens] + [f"'{visible(bottom_tokens[i])}'" for i in order_bottom]
     values = np.concatenate([top, bottom[order_bottom]])
     colors = [SEED_COLORS[0]] * len(top) + [RARE_COLOR] * len(bottom)
     rows = np.arange(len(values))[::-1]

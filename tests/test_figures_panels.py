@@ -105,6 +105,7 @@ def test_visible_escapes_control_characters():
     assert visible(" ") == "␣"
     assert visible("\x00") == "\\x00"
     assert visible("$x$") == "$x$"
+    assert visible(np.str_("  ")) == "␣␣" and visible("") == "∅" and visible(np.str_("\x1a")) == "\\x1a"
 
 
 def test_top_contexts_highlight_the_activating_token():
