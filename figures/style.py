@@ -13,6 +13,7 @@ import matplotlib as mpl
 import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure, SubFigure
+from matplotlib.layout_engine import ConstrainedLayoutEngine
 
 SPARSITY_COLORS: dict[str, str] = {"1-sparse": "#d62728", "10-sparse": "#ff7f0e", "dense": "#1f77b4"}
 """Decoder/encoder neuron-basis classes (REPLICATION.md §9.1)."""
@@ -90,6 +91,9 @@ def add_source(target: Axes | Figure | SubFigure, source: str) -> None:
             text, xy=(0, 0), xycoords="axes fraction", xytext=(0, -30), textcoords="offset points", ha="left", va="top", **style
         )
     else:
+        engine = target.get_layout_engine() if isinstance(target, Figure) else None
+        if isinstance(engine, ConstrainedLayoutEngine):
+            engine.set(rect=(0.0, 0.025, 1.0, 0.975))  # keep a strip free under the axes for the label
         target.text(0.995, 0.003, text, ha="right", va="bottom", **style)
 
 
