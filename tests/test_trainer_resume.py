@@ -124,15 +124,22 @@ def test_chunk_rows_sets_bos_and_keeps_order():
         chunk_rows(rows, 11, 0)
 
 
-@pytest.mark.parametrize("suffix", [".npy", ".pt", ".safetensors"])
+@pytest.mark.parametrize("suffix", [".npy", ".pt", ".safetensors", ".parquet"])
 def test_load_tokens_round_trip(tmp_path, suffix):
+    import pandas as pd
     from safetensors.torch import save_file
 
     rows = torch.randint(0, 1000, (5, 7))
     path = tmp_path / f"t{suffix}"
     {".npy": lambda: np.save(path, rows.numpy()), ".pt": lambda: torch.save(rows, path),
-     ".safetensors": lambda: save_file({"tokens": rows}, str(path))}[suffix]()
+     ".safetensors": lambda: save_file({"tokens": rows}, str(path)),
+     ".parquet": lambda: pd.DataFrame({"tokens": list(rows.numpy()), "x": range(5)}).to_parquet(path)}[suffix]()
     assert torch.equal(load_tokens(path), rows)
+    if suffix == ".parquet":  # a folder of shards, read in name order
+        (tmp_path / "shards").mkdir()
+        for i, part in enumerate((rows[:2], rows[2:])):
+            pd.DataFrame({"tokens": list(part.numpy())}).to_parquet(tmp_path / "shards" / f"train-{i:05d}.parquet")
+        assert torch.equal(load_tokens(tmp_path / "shards"), rows)
     np.save(tmp_path / "f.npy", np.zeros((3, 3), dtype=np.float32))
     with pytest.raises(ValueError, match="integer"):
         load_tokens(tmp_path / "f.npy")

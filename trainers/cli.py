@@ -26,7 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default="gelu-1l-run1", choices=sorted(PRESETS), help="starting settings")
     parser.add_argument("--out", default=None, help="run folder (default: runs/<preset>)")
     parser.add_argument("--resume", action="store_true", help="continue the run saved in --out")
-    parser.add_argument("--tokens", default="demo", help="'demo' or a token file (.npy, .pt, .safetensors) of rows")
+    parser.add_argument("--tokens", default="demo",
+                        help="'demo', a token file (.npy, .pt, .safetensors, .parquet) of rows, or a folder of .parquet shards")
     parser.add_argument("--model", default=None, help="'demo', a local model folder or a TransformerLens name")
     parser.add_argument("--bos", type=int, default=None, help="BOS token id for --tokens FILE (default: the tokenizer's)")
     parser.add_argument("--no-progress", dest="no_progress", action="store_true", help="no progress bar")
@@ -68,8 +69,8 @@ def load_sequences(spec: str, cfg: TrainConfig, model: Any, bos: int | None) -> 
 
         return demo_tokens("train", seq_len=cfg.seq_len), demo_tokens("eval", seq_len=cfg.seq_len)
     if spec.startswith("hub:"):
-        raise ValueError("Hub token datasets are not supported by this trainer yet: export the 'tokens' column to a .npy "
-                         "file (rows of token ids) and pass --tokens FILE")
+        raise ValueError("the trainer does not download datasets: fetch the parquet shards first (huggingface-cli download "
+                         "--repo-type dataset NeelNanda/c4-code-tokenized-2b --local-dir DIR) and pass --tokens DIR")
     if bos is None:
         bos = getattr(getattr(model, "tokenizer", None), "bos_token_id", None)
     seqs = permute_sequences(chunk_rows(load_tokens(spec), cfg.seq_len, bos), cfg.seed)

@@ -42,24 +42,39 @@ def permute_sequences(tokens: Int[Tensor, "n_seq pos"], seed: int) -> Int[Tensor
     return tokens[perm]
 
 
-def load_tokens(path: str | Path) -> Int[Tensor, "n_rows row_len"]:
-    """A 2-D integer token array from `.npy`, `.pt` (a tensor, loaded with weights_only=True) or `.safetensors` (key
-    'tokens' or the only key)."""
+def load_tokens(path: str | Path, column: str = "tokens") -> Int[Tensor, "n_rows row_len"]:
+    """A 2-D integer token array from `.npy`, `.pt` (a tensor, loaded with weights_only=True), `.safetensors` (key
+    'tokens' or the only key), `.parquet` (the list column `column`, as in the Hub dataset NeelNanda/c4-code-tokenized-2b:
+    download its shards with `huggingface-cli download --repo-type dataset ...`), or a folder of `.parquet` shards
+    (read in name order)."""
     path = Path(path)
-    if path.suffix == ".npy":
-        tokens = torch.from_numpy(np.load(path, allow_pickle=False))
-    elif path.suffix in (".pt", ".pth"):
-        tokens = torch.load(path, map_location="cpu", weights_only=True)
-    elif path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        data = load_file(str(path))
-        tokens = data["tokens"] if "tokens" in data else next(iter(data.values()))
-    else:
-        raise ValueError(f"unsupported token file {path}: expected .npy, .pt or .safetensors")
+    if path.is_dir():
+        shards = sorted(path.glob("**/*.parquet"))
+        if not shards:
+            raise ValueError(f"{path} holds no .parquet files")
+        return torch.cat([load_tokens(p, column) for p in shards])
+    tokens = _read_token_file(path, column)
     if not isinstance(tokens, Tensor) or tokens.ndim != 2 or tokens.is_floating_point():
         raise ValueError(f"{path}: expected a 2-D integer array of token ids")
     return tokens.long()
+
+
+def _read_token_file(path: Path, column: str) -> Any:
+    if path.suffix == ".npy":
+        return torch.from_numpy(np.load(path, allow_pickle=False))
+    if path.suffix in (".pt", ".pth"):
+        return torch.load(path, map_location="cpu", weights_only=True)
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        data = load_file(str(path))
+        return data["tokens"] if "tokens" in data else next(iter(data.values()))
+    if path.suffix == ".parquet":
+        import pandas as pd
+
+        values = pd.read_parquet(path, columns=[column])[column].to_numpy()
+        return torch.from_numpy(np.stack(values)) if len(values) else None
+    raise ValueError(f"unsupported token file {path}: expected .npy, .pt, .safetensors or .parquet")
 
 
 class _ChunkSource(Iterator[Tensor]):
