@@ -99,8 +99,20 @@ def worker(out_dir: Path) -> None:
         divergence = max_rank_divergence(list(tensors.values()))
         save_file(tensors, str(out_dir / name / f"rank{rank}.safetensors"), metadata={"divergence": str(divergence)})
         trainer.writer.close()
+    uneven(out_dir / "uneven", rank, world)
     dist.barrier()  # rank 0 hosts the rendezvous store: nobody leaves while another rank still needs it
     dist.destroy_process_group()
+
+
+def uneven(out_dir: Path, rank: int, world: int) -> None:
+    """Rank r has r batches fewer than rank 0: every rank must stop together when the first one runs dry."""
+    cfg, batches, _ = scenario_data("per_token")
+    b = BATCH // world
+    trainer = DistributedTrainer(cfg, make_rank_buffer(cfg, iter(()), rank, world), None, out_dir, None)
+    trainer.init_fresh(D_IN)
+    stopped = trainer.run(iter(batches[:STEPS - rank, rank * b:(rank + 1) * b]), progress=False)
+    (out_dir / f"rank{rank}.json").write_text(json.dumps({"stopped": stopped, "step": trainer.step}))
+    trainer.writer.close()
 
 
 # ----- launching ---------------------------------------------------------------------------------------------------------
@@ -206,6 +218,12 @@ def test_after_resampling_all_ranks_hold_identical_state(ddp_run, name):
         assert float(f.metadata()["divergence"]) == 0.0
 
 
+def test_ranks_stop_together_when_one_runs_out_of_data(ddp_run):
+    for r in range(WORLD):
+        assert json.loads((ddp_run / "uneven" / f"rank{r}.json").read_text()) == {"stopped": "data_exhausted",
+                                                                                   "step": STEPS - (WORLD - 1)}
+
+
 def test_checkpoints_written_once_by_rank0_with_per_rank_data_state(ddp_run):
     run = ddp_run / "kaiming"
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [f"{t:012d}" for t in (128, 256, 384)]
@@ -227,7 +245,7 @@ def test_rank_objective_averaged_gradient_is_the_global_gradient(make_sae, conve
     for chunk in x.chunk(world):
         out = sae(chunk)
         grads.append(torch.autograd.grad(rank_objective(out, world, convention), list(sae.parameters())))
-        l2s, l1s = l2s + float(out.l2), l1s + float(out.l1)
+        l2s, l1s = l2s + float(out.l2.detach()), l1s + float(out.l1.detach())
     for i, g in enumerate(ref):
         torch.testing.assert_close(sum(gr[i] for gr in grads) / world, g)  # what DDP's average produces
     torch.testing.assert_close(torch.tensor(global_losses(l2s, l1s, world, convention), dtype=torch.float64),
