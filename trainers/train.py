@@ -16,8 +16,6 @@ import dataclasses
 import itertools
 import logging
 import math
-import signal
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,11 +42,13 @@ from trainers.dead import (
     renormalise_decoder_,
 )
 from trainers.evaluate import Evaluator
+from trainers.interrupt import StopFlag
 from trainers.log import METRICS_FILE, MetricsWriter, write_frequency_snapshot
 from trainers.memory import keep_freed_memory
 from trainers.step import FusedStep
 
 log = logging.getLogger(__name__)
+_StopFlag = StopFlag  # former name, imported by trainers.distributed
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 Stopped = Literal["done", "interrupted", "data_exhausted"]
 
@@ -107,28 +107,6 @@ def train_step(sae: SAE, opt: torch.optim.Optimizer, x: Float[Tensor, "batch d_i
     return StepOutput(loss, out.l2.detach().item(), out.l1.detach().item(), out.acts.detach(), out.x_hat.detach())
 
 
-class _StopFlag:
-    """Turns the first Ctrl-C (SIGINT) into a request to stop at the next step boundary (main thread only)."""
-
-    def __init__(self) -> None:
-        self.requested, self._old = False, None
-
-    def __enter__(self) -> _StopFlag:
-        if threading.current_thread() is threading.main_thread():
-            self._old = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        log.warning("interrupt received: saving a checkpoint at the end of this step (Ctrl-C again to abort)")
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
-
-
 class Trainer:
     """State and bookkeeping of one run; see `train` for the public entry point."""
 
@@ -152,8 +130,9 @@ class Trainer:
     # ----- the loop ---------------------------------------------------------------------------------------------------
     def run(self, batches: Iterator[Tensor], progress: bool) -> Stopped:
         stopped: Stopped = "done"
+        self._timer = (time.perf_counter(), self.tokens)
         bar = tqdm(total=self.cfg.steps, initial=self.step, unit="step", disable=not progress, dynamic_ncols=True)
-        with _StopFlag() as flag, bar:
+        with StopFlag() as flag, bar:
             while self.step < self.cfg.steps:
                 if flag.requested:
                     stopped = "interrupted"
