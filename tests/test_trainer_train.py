@@ -190,3 +190,24 @@ def test_presets_and_config_parsing():
         preset("nope")
     assert dataclasses.replace(run1, resample="anthropic").resample == "anthropic"
     _ = np.float16  # snapshots are float16 arrays read back as float32
+
+
+def test_end_of_data_freeze_keeps_training_on_the_last_pool(tmp_path, caplog):
+    acts = sparse_data(n=64 * 12)
+    with caplog.at_level("WARNING"):
+        result = run(small_cfg(end_of_data="freeze", num_tokens=64 * 40), acts, tmp_path)
+    assert result.stopped == "done" and result.step == 40 and "exhausted" in caplog.text
+
+
+def test_anthropic_resampling_without_an_evaluator_revives_dead_latents(tmp_path):
+    """A strong L1 kills latents; at the resample step they are reseeded from the next training batches (scored, not
+    trained on) and the event lists them with their frequency since the last checkpoint."""
+    acts = sparse_data(n=6000)
+    cfg = small_cfg(num_tokens=64 * 60, l1_coeff=3e-2, lr=1e-2, resample="anthropic", resample_steps=(50,), resample_window=3,
+                    resample_inputs=256, decoder_norm="project_grad")
+    src = TensorActivations(acts, chunk=100, wrap=True)
+    result = train(cfg, src, out_dir=tmp_path / "run", progress=False)
+    event = read_metrics(tmp_path / "run").query("event == 'resample'").iloc[0]
+    assert event.step == 50 and event.n == len(event.latents) > 0
+    assert len(set(event.latents)) == event.n == len(event.prior_freq) and max(event.latents) < 32
+    assert result.step == 60, "the batches scored for resampling are not counted as training steps"
