@@ -128,6 +128,28 @@ def test_a_dead_or_frozen_rank_fails_the_run_clearly_and_the_checkpoint_survives
             assert torch.equal(a[k], b[k]), k
 
 
+def test_ctrl_c_under_torchrun_stops_every_rank_at_one_step_with_a_saved_state(files, tmp_path):
+    """A terminal Ctrl-C (SIGINT to the whole process group: torchrun's agent and both workers, which the agent
+    then signals again) stops every rank at the same step with a complete saved state."""
+    out = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "trainers", *train_args(files, out, "--nproc", "2")], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    wait_for_state(out, [proc])
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        _, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail("the interrupted run did not stop")
+    m = read_metrics(out)
+    end = m[m.event == "end"]
+    assert list(end.stopped) == ["interrupted"] and 0 < end.step.iloc[0] < STEPS, err[-3000:]
+    step = load_state(out)[1]["step"]
+    assert step == end.step.iloc[0] and all(rank_state_path(out, r, step).exists() for r in range(2))
+    assert not (out / "final").exists()  # an interrupted run is resumable, not final (resume: see the kill test)
+
+
 def test_resume_needs_the_same_world_size(files, reference, tmp_path):
     import shutil
 

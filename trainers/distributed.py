@@ -28,6 +28,8 @@ import inspect
 import itertools
 import logging
 import math
+import signal
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,7 +51,7 @@ from trainers.ddp_state import load_rank_state, prune_rank_states, save_rank_sta
 from trainers.dead import project_decoder_grad_, renormalise_decoder_
 from trainers.evaluate import Evaluator
 from trainers.memory import keep_freed_memory
-from trainers.train import DTYPES, NonFiniteLossError, StepOutput, Stopped, Trainer, TrainResult, _StopFlag
+from trainers.train import DTYPES, NonFiniteLossError, StepOutput, Stopped, Trainer, TrainResult
 
 log = logging.getLogger(__name__)
 _DDP_ARGS = inspect.signature(DistributedDataParallel).parameters
@@ -59,6 +61,30 @@ _NO_BUFFER_SYNC = ({"forward_sync_buffers": False} if "forward_sync_buffers" in 
 
 class RankFailureError(RuntimeError):
     """A collective failed or timed out: another rank died or hung. The checkpoints on disk are intact."""
+
+
+class _StopRequests:
+    """Every SIGINT or SIGTERM asks for a stop at the next step boundary; the ranks agree on it, save and exit. Under
+    torchrun a terminal Ctrl-C reaches each worker twice (directly, then forwarded by the agent, which also sends
+    SIGTERM on shutdown), so unlike the single-process trainer a repeated signal does not abort: torchrun SIGKILLs
+    workers that take longer than its shutdown timeout. Main thread only."""
+
+    def __init__(self) -> None:
+        self.requested, self._old = False, {}
+
+    def __enter__(self) -> _StopRequests:
+        if threading.current_thread() is threading.main_thread():
+            self._old = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if not self.requested:
+            log.warning("signal %d: every rank saves a checkpoint at the end of this step, then stops", signum)
+        self.requested = True
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
 
 
 class _NullWriter:
@@ -101,11 +127,12 @@ class DistributedTrainer(Trainer):
         return bool(t.item() > 0)
 
     def run(self, batches: Iterator[Tensor], progress: bool) -> Stopped:
-        """As `Trainer.run`, with the stop decisions (Ctrl-C on any rank, data exhausted on any rank) agreed by all ranks."""
+        """As `Trainer.run`, with the stop decisions (a signal on any rank, data exhausted on any rank) agreed by all
+        ranks at each step."""
         stopped: Stopped = "done"
         bar = tqdm(total=self.cfg.steps, initial=self.step, unit="step", disable=not progress or self.rank != 0,
                    dynamic_ncols=True)
-        with _StopFlag() as flag, bar:
+        with _StopRequests() as flag, bar:
             while self.step < self.cfg.steps:
                 if self._any(flag.requested):
                     stopped = "interrupted"
@@ -211,7 +238,8 @@ class DistributedTrainer(Trainer):
             self._save_sae(folder)
         self.save_state()
         if self.rank == 0:
-            ckpt.save_native(self.sae, self.out_dir / "final", self.cfg.to_dict())
+            if stopped != "interrupted":
+                ckpt.save_native(self.sae, self.out_dir / "final", self.cfg.to_dict())
             self.writer.write("end", step=self.step, tokens=self.tokens, stopped=stopped, world_size=self.world)
         dist.barrier()  # no rank reports success before rank 0 has written the final SAE
 
