@@ -226,6 +226,8 @@ def test_ranks_stop_together_when_one_runs_out_of_data(ddp_run):
 
 def test_checkpoints_written_once_by_rank0_with_per_rank_data_state(ddp_run):
     run = ddp_run / "kaiming"
+    checks = read_metrics(run).query("event == 'ddp_check'")
+    assert list(checks.step) == [4, 8, 12] and (checks.max_rank_divergence == 0.0).all()
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [f"{t:012d}" for t in (128, 256, 384)]
     meta = json.loads((run / "checkpoints" / f"{384:012d}" / "trainer_cfg.json").read_text())
     assert meta["batch_size"] == BATCH  # the global batch

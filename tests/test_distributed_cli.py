@@ -69,6 +69,8 @@ def test_nproc_run_trains_the_global_batch_on_two_ranks(reference):
     assert list(train.step) == list(range(10, STEPS + 1, 10)) and (train.world_size == 2).all()
     assert train.loss.iloc[-1] < train.loss.iloc[0]
     assert len(m[m.event == "eval"]) == STEPS // 80 and len(m[m.event == "resample"]) == STEPS // 50
+    checks = m[m.event == "ddp_check"]
+    assert len(checks) == STEPS // 30 and (checks.max_rank_divergence == 0.0).all()  # ranks bit-identical
     ckpts = sorted(p.name for p in (reference / "checkpoints").iterdir())
     assert ckpts == [f"{64 * s:012d}" for s in range(30, STEPS + 1, 30)]
     tensors, meta = load_state(reference)

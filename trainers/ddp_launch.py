@@ -1,4 +1,4 @@
-"""Launching data-parallel training: the process group, token shards and the `--nproc` / torchrun command line.
+"""Launching data-parallel training: the process group, stop signals, token shards and the `--nproc` / torchrun CLI.
 
     torchrun --nproc_per_node 2 -m trainers --preset demo --out runs/ddp      # one process per rank (torchrun)
     sae-analysis train --preset demo --out runs/ddp --nproc 2                  # the same: relaunches itself under torchrun
@@ -15,8 +15,10 @@ import argparse
 import datetime
 import logging
 import os
+import signal
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -73,6 +75,30 @@ def shard_sequences(tokens: Int[Tensor, "n_seq pos"], rank: int, world_size: int
     if n == 0:
         raise ValueError(f"{len(tokens)} sequences cannot be shared by {world_size} ranks")
     return tokens[rank * n:(rank + 1) * n]
+
+
+class StopRequests:
+    """Every SIGINT or SIGTERM asks for a stop at the next step boundary; the ranks agree on it, save and exit. Under
+    torchrun a terminal Ctrl-C reaches each worker twice (directly, then forwarded by the agent, which also sends
+    SIGTERM on shutdown), so unlike the single-process trainer a repeated signal does not abort: torchrun SIGKILLs
+    workers that take longer than its shutdown timeout. Main thread only."""
+
+    def __init__(self) -> None:
+        self.requested, self._old = False, {}
+
+    def __enter__(self) -> StopRequests:
+        if threading.current_thread() is threading.main_thread():
+            self._old = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if not self.requested:
+            log.warning("signal %d: every rank saves a checkpoint at the end of this step, then stops", signum)
+        self.requested = True
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
 
 
 def add_distributed_arguments(parser: argparse.ArgumentParser) -> None:
@@ -166,5 +192,6 @@ def run_rank(args: argparse.Namespace, ddp: DDPConfig) -> int:
     return 0 if result.stopped != "interrupted" else 130
 
 
-__all__ = ["DDPConfig", "init_process_group", "shard_sequences", "add_distributed_arguments", "maybe_run_distributed",
+__all__ = ["DDPConfig", "init_process_group", "shard_sequences", "StopRequests", "add_distributed_arguments",
+           "maybe_run_distributed",
            "namespace_argv", "launch", "run_rank", "EXIT_RANK_FAILURE"]

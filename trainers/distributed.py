@@ -18,7 +18,9 @@ world size 1 is the unchanged single-process trainer. What each rank does (issue
   before rank 0 replaces the shared state, so the state on disk always refers to a complete set (resume: same world size).
 
 Failures: every collective has the process-group timeout (`DDPConfig.timeout_s`), so a rank that dies or hangs makes the
-others raise `RankFailureError` within that bound; the last checkpoint (written atomically) is untouched.
+others raise `RankFailureError` within that bound (gloo; with nccl, torch's watchdog aborts the process after the
+timeout and torchrun reports the failed rank); the last checkpoint (written atomically) is untouched. At every
+checkpoint the ranks' parameters are compared ('ddp_check' event in metrics.jsonl; 0.0 = identical).
 Backends: gloo on CPU (tested, 2 ranks); nccl on CUDA (implemented, not tested here: no GPU was available).
 """
 
@@ -28,8 +30,6 @@ import inspect
 import itertools
 import logging
 import math
-import signal
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -46,6 +46,7 @@ from sae_analysis.metrics import explained_variance, firing_counts
 from trainers import checkpoint as ckpt
 from trainers.buffer import MixingBuffer
 from trainers.config import TrainConfig
+from trainers.ddp_launch import StopRequests
 from trainers.ddp_reduce import DistributedTracker, global_losses, is_collective_failure, max_rank_divergence, rank_objective
 from trainers.ddp_state import load_rank_state, prune_rank_states, save_rank_state
 from trainers.dead import project_decoder_grad_, renormalise_decoder_
@@ -61,30 +62,6 @@ _NO_BUFFER_SYNC = ({"forward_sync_buffers": False} if "forward_sync_buffers" in 
 
 class RankFailureError(RuntimeError):
     """A collective failed or timed out: another rank died or hung. The checkpoints on disk are intact."""
-
-
-class _StopRequests:
-    """Every SIGINT or SIGTERM asks for a stop at the next step boundary; the ranks agree on it, save and exit. Under
-    torchrun a terminal Ctrl-C reaches each worker twice (directly, then forwarded by the agent, which also sends
-    SIGTERM on shutdown), so unlike the single-process trainer a repeated signal does not abort: torchrun SIGKILLs
-    workers that take longer than its shutdown timeout. Main thread only."""
-
-    def __init__(self) -> None:
-        self.requested, self._old = False, {}
-
-    def __enter__(self) -> _StopRequests:
-        if threading.current_thread() is threading.main_thread():
-            self._old = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)}
-        return self
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if not self.requested:
-            log.warning("signal %d: every rank saves a checkpoint at the end of this step, then stops", signum)
-        self.requested = True
-
-    def __exit__(self, *exc: Any) -> None:
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
 
 
 class _NullWriter:
@@ -132,7 +109,7 @@ class DistributedTrainer(Trainer):
         stopped: Stopped = "done"
         bar = tqdm(total=self.cfg.steps, initial=self.step, unit="step", disable=not progress or self.rank != 0,
                    dynamic_ncols=True)
-        with _StopRequests() as flag, bar:
+        with StopRequests() as flag, bar:
             while self.step < self.cfg.steps:
                 if self._any(flag.requested):
                     stopped = "interrupted"
@@ -221,8 +198,19 @@ class DistributedTrainer(Trainer):
         dist.broadcast(flag, src=0)
         if flag.item() > 0:
             self.sync_from_rank0()
+        if due_ckpt:
+            self.check_ranks_identical()
         if due_ckpt or flag.item() > 0:
             self.save_state()
+
+    def check_ranks_identical(self) -> float:
+        """Largest difference of any parameter between ranks (a collective; logged as a 'ddp_check' event at every
+        checkpoint). DDP keeps the ranks bit-identical, so anything but 0.0 is a bug and is warned about."""
+        worst = max_rank_divergence([p.detach() for p in self.sae.parameters()])
+        self.writer.write("ddp_check", step=self.step, tokens=self.tokens, max_rank_divergence=worst)
+        if worst > 0:
+            log.warning("step %d: the ranks' parameters differ by up to %g", self.step, worst)
+        return worst
 
     def sync_from_rank0(self) -> None:
         """Broadcast rank 0's parameters, Adam moments and dead-latent clocks (after a resampling decided there)."""
