@@ -235,6 +235,35 @@ def test_checkpoints_written_once_by_rank0_with_per_rank_data_state(ddp_run):
         assert [p.name for p in (run / "state" / f"rank{r}").iterdir()] == [f"{12:012d}.safetensors"]
 
 
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+def test_world_size_one_reproduces_the_single_process_trainer(tmp_path, monkeypatch, device):
+    """The whole pipeline (buffer, DDP step, tracker, resampling, checkpoints) on a group of one rank (gloo on CPU, nccl
+    on CUDA) ends where `train` ends on the same activations."""
+    import torch.distributed as dist
+
+    from trainers import TensorActivations, train
+    from trainers.ddp_launch import DDPConfig, init_process_group
+    from trainers.distributed import train_distributed
+
+    cfg = TrainConfig(**{**BASE, **SCENARIOS["kaiming"], "num_tokens": 40 * BATCH, "checkpoint_every": 20 * BATCH,
+                         "resample_every": 20, "resample_freq": 0.4, "buffer_mult": 4, "end_of_data": "wrap",
+                         "device": device})
+    data = planted(20 * BATCH, seed=0)
+    ref = train(cfg, TensorActivations(data, chunk=64, wrap=True), out_dir=tmp_path / "single", progress=False)
+    for k, v in {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()), "RANK": "0", "WORLD_SIZE": "1"}.items():
+        monkeypatch.setenv(k, v)
+    init_process_group(cfg, DDPConfig(timeout_s=30.0))
+    try:
+        got = train_distributed(cfg, TensorActivations(data, chunk=64, wrap=True), out_dir=tmp_path / "ddp", progress=False)
+    finally:
+        dist.destroy_process_group()
+    assert (got.step, got.tokens, got.stopped) == (ref.step, ref.tokens, ref.stopped) == (40, 40 * BATCH, "done")
+    for k, v in ref.sae.state_dict().items():
+        torch.testing.assert_close(got.sae.state_dict()[k], v, rtol=1e-4, atol=1e-5, msg=k)
+    resampled = [read_metrics(tmp_path / r).query("event == 'resample'").latents.tolist() for r in ("single", "ddp")]
+    assert resampled[0] == resampled[1] and all(len(r) > 0 for r in resampled[0])  # latents resampled at steps 20, 40
+
+
 # ----- tests: pure helpers -----------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("convention", ["original", "per_token"])
 @pytest.mark.parametrize("world", [2, 3])

@@ -247,12 +247,12 @@ class DistributedTrainer(Trainer):
 
 def make_rank_buffer(cfg: TrainConfig, source: Iterator[Tensor], rank: int, world_size: int) -> MixingBuffer:
     """This rank's shuffle buffer: `batch_size / world_size` rows per batch and `buffer_mult` batches, with a generator
-    seeded by (seed, rank)."""
+    seeded by (seed, rank); rank 0's seed is the single-process buffer's, so one rank reproduces `train` exactly."""
     if cfg.batch_size % world_size:
         raise ValueError(f"batch_size {cfg.batch_size} (the global batch) is not divisible by the world size {world_size}")
     b = cfg.batch_size // world_size
     return MixingBuffer(source, size=b * cfg.buffer_mult, batch_size=b,
-                        generator=torch.Generator().manual_seed(cfg.seed * 1009 + rank), dtype=DTYPES[cfg.buffer_dtype],
+                        generator=torch.Generator().manual_seed(cfg.seed + 1_000_003 * rank), dtype=DTYPES[cfg.buffer_dtype],
                         end_of_data=cfg.end_of_data, device=cfg.device)
 
 
