@@ -36,7 +36,7 @@ class BuildConfig:
 
     lm: LMConfig = field(default_factory=LMConfig)
     """The demo language model and its training schedule."""
-    sae: TrainConfig = field(default_factory=lambda: demo_train_config(8_000_000, l1_coeff=1e-3, lr=1e-3))
+    sae: TrainConfig = field(default_factory=lambda: demo_train_config(488, 16, l1_coeff=1e-3, lr=1e-3))
     """SAE training settings shared by every seed (the seed field is replaced per seed)."""
     seeds: tuple[int, ...] = (1, 2)
     """One SAE per seed, exported as seed1, seed2, ..."""
@@ -50,18 +50,21 @@ class BuildConfig:
     """The tiny CI variant (recorded in the manifest)."""
 
 
-def demo_train_config(num_tokens: int, *, l1_coeff: float, lr: float, batch_size: int = 1024, n_checkpoints: int = 16,
+def demo_train_config(steps_per_checkpoint: int, n_resamples: int, *, l1_coeff: float, lr: float, batch_size: int = 1024,
                       resample_freq_tokens: int = 2**18, eval_tokens: int = 2**15, seq_len: int = 128) -> TrainConfig:
     """Trainer settings of the demo: Neel's recipe (original loss convention, gradient projection without renormalising,
-    Kaiming resampling of latents below 10^-5.5 right after each checkpoint) at demo scale, with `n_checkpoints`
-    evenly spaced checkpoints + frequency snapshots."""
-    steps_per_checkpoint = max(1, num_tokens // batch_size // n_checkpoints)
+    Kaiming resampling of latents below 10^-5.5 right after each checkpoint) at demo scale.
+
+    A checkpoint (+ frequency snapshot) and a resample every `steps_per_checkpoint` steps, `n_resamples` times; training
+    then runs `steps_per_checkpoint - 1` more steps without resampling, so the final SAE is not full of freshly
+    re-initialised latents (Neel's final checkpoint likewise came 8,281 steps after his last resample, REPLICATION.md §5)."""
+    steps = (n_resamples + 1) * steps_per_checkpoint - 1
     return TrainConfig(
         model_name="demo", dict_mult=8, batch_size=batch_size, buffer_mult=64, buffer_dtype="float32", lr=lr,
-        l1_coeff=l1_coeff, loss_convention="original", seq_len=seq_len, num_tokens=num_tokens, seed=1, model_batch=64,
-        end_of_data="wrap", decoder_norm="project_grad", resample="kaiming", resample_every=steps_per_checkpoint,
-        resample_freq_tokens=resample_freq_tokens, log_every=50, eval_every=max(1, steps_per_checkpoint // 2),
-        eval_tokens=eval_tokens, checkpoint_every=steps_per_checkpoint * batch_size,
+        l1_coeff=l1_coeff, loss_convention="original", seq_len=seq_len, num_tokens=steps * batch_size, seed=1,
+        model_batch=64, end_of_data="wrap", decoder_norm="project_grad", resample="kaiming",
+        resample_every=steps_per_checkpoint, resample_freq_tokens=resample_freq_tokens, log_every=50,
+        eval_every=max(1, steps_per_checkpoint // 2), eval_tokens=eval_tokens, checkpoint_every=steps_per_checkpoint * batch_size,
     )  # fmt: skip
 
 
@@ -73,8 +76,8 @@ def full_config() -> BuildConfig:
 def quick_config() -> BuildConfig:
     """Tiny sizes for CI: the whole pipeline in well under a minute of CPU."""
     lm = LMConfig(d_model=32, d_mlp=64, n_heads=2, n_ctx=32, n_steps=40, batch_size=16, warmup_steps=10, lr=1e-2)
-    sae = demo_train_config(64_000, l1_coeff=1e-3, lr=1e-3, batch_size=256, n_checkpoints=12,
-                            resample_freq_tokens=2048, eval_tokens=1024, seq_len=32)
+    sae = demo_train_config(20, 12, l1_coeff=1e-3, lr=1e-3, batch_size=256, resample_freq_tokens=2048, eval_tokens=1024,
+                            seq_len=32)
     return BuildConfig(lm=lm, sae=sae, n_lm_eval_seqs=64, n_metric_seqs=64, quick=True)
 
 
@@ -114,6 +117,17 @@ def seed_config(cfg: BuildConfig, seed: int) -> TrainConfig:
     return dataclasses.replace(cfg.sae, seed=seed)
 
 
+def finished_run_verdict(saved: TrainConfig, wanted: TrainConfig) -> str:
+    """What to do with a finished run: 'reuse' (same config), 'extend' (only num_tokens grew: continue from its trainer
+    state, as an uninterrupted longer run would have) or 'retrain' (anything else changed)."""
+    saved = dataclasses.replace(saved, d_in=wanted.d_in)
+    if saved == wanted:
+        return "reuse"
+    if dataclasses.replace(saved, num_tokens=wanted.num_tokens) == wanted and wanted.num_tokens > saved.num_tokens:
+        return "extend"
+    return "retrain"
+
+
 def sae_stage(cfg: BuildConfig, work: Path, model: HookedTransformer, seed: int, *, resume: bool, progress: bool = True) -> Path:
     """Train the SAE of one seed into ``work/sae/seed<N>`` (resuming an interrupted run on `resume`); returns that folder.
 
@@ -122,12 +136,12 @@ def sae_stage(cfg: BuildConfig, work: Path, model: HookedTransformer, seed: int,
     run_dir = work / "sae" / f"seed{seed}"
     tcfg = seed_config(cfg, seed)
     if resume and (run_dir / "final" / "cfg.json").exists():
-        saved = json.loads((run_dir / "final" / "trainer_cfg.json").read_text())
-        if TrainConfig.from_dict(saved) == dataclasses.replace(tcfg, d_in=saved.get("d_in")):
-            log.info("sae seed %d: reusing finished run %s", seed, run_dir)
+        saved = TrainConfig.from_dict(json.loads((run_dir / "final" / "trainer_cfg.json").read_text()))
+        verdict = finished_run_verdict(saved, tcfg)
+        log.info("sae seed %d: finished run in %s -> %s", seed, run_dir, verdict)
+        if verdict == "reuse":
             return run_dir
-        log.warning("sae seed %d: config changed, retraining", seed)
-        resume = False
+        resume = verdict == "extend"
     if not resume:
         shutil.rmtree(run_dir, ignore_errors=True)
     seq_len = tcfg.seq_len

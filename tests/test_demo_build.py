@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 import torch
 
-from demo_suite.build import quick_config, run_build
+from demo_suite.build import finished_run_verdict, quick_config, run_build
 from demo_suite.export import pick_checkpoints, swap_in
 from sae_analysis.io import load_model, load_sae
 from sae_analysis.io.demo import demo_tokens
@@ -99,3 +100,13 @@ def test_swap_in_replaces_the_folder_whole(tmp_path):
     swap_in(new, out)
     assert sorted(p.name for p in out.iterdir()) == ["b.txt"]  # stale files of the old suite are gone
     assert sorted(p.name for p in tmp_path.iterdir()) == ["demo"]
+
+
+def test_finished_run_verdict():
+    base = quick_config().sae
+    assert finished_run_verdict(dataclasses.replace(base, d_in=64), base) == "reuse"  # d_in is inferred, not configured
+    longer = dataclasses.replace(base, num_tokens=base.num_tokens * 2)
+    assert finished_run_verdict(base, longer) == "extend"
+    assert finished_run_verdict(longer, base) == "retrain"  # cannot shorten a finished run
+    assert finished_run_verdict(base, dataclasses.replace(base, l1_coeff=2e-3)) == "retrain"
+    assert finished_run_verdict(base, dataclasses.replace(longer, lr=1e-4)) == "retrain"
