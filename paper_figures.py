@@ -76,6 +76,9 @@ DEFAULTS = {
 all_tokens[:256], §9.7; demo: 64, because F6 runs one spliced forward per floor and must fit the 3-minute budget), which
 also serve the case studies; sequences per forward. `--tokens`, `--loss-seqs`, `--batch-size` override them."""
 
+CONTEXT = (40, 12)
+"""Tokens before and after the activating token in case-study contexts (the figure trims them to ~45 / 25 characters)."""
+
 
 class Skip(Exception):
     """A figure that this source cannot draw (the reason goes into the report)."""
@@ -426,14 +429,15 @@ def case_study(ctx: Context, run: str, latent: int) -> dict[str, np.ndarray]:
         tokens = eval_tokens(ctx)
         acts = latent_activations(src.model, sae, tokens, latent, batch_size=ctx.setting("batch_size"))
         top = top_activating_contexts(acts, k=12)
-        windows = [context_window(tokens, int(s), int(p), before=24, after=8).tolist() for s, p in zip(top.seq, top.pos)]
+        before, after = CONTEXT
+        windows = [context_window(tokens, int(s), int(p), before=before, after=after).tolist() for s, p in zip(top.seq, top.pos)]
         effect = direct_logit_effect(sae.W_dec.detach()[latent : latent + 1], src.model.W_out[0].detach(), src.model.W_U.detach())
         tb = top_bottom_tokens(effect[0], k_top=12, k_bottom=8)
         stats = firing_stats(acts, tokens)
         return {
             "tokens": np.array([t for w in windows for t in src.decode(w)]),
             "lengths": [len(w) for w in windows],
-            "positions": np.minimum(top.pos.numpy(), 24),
+            "positions": np.minimum(top.pos.numpy(), before),
             "acts": top.acts.numpy(),
             "top_tokens": np.array(src.decode(tb.top_tokens.tolist())),
             "top_values": tb.top_values.numpy(),
@@ -694,7 +698,7 @@ def collect_results(ctx: Context, statuses: dict[str, Any]) -> dict[str, Any]:
 def _format(value: Any, unit: str) -> str:
     if value is None or (isinstance(value, float) and not np.isfinite(value)):
         return "n/a"
-    return {"%": f"{100 * value:.1f}%", "tok": f"{value / 1e6:,.0f}M tokens"}.get(unit, f"{value:.3g}")
+    return {"%": f"{100 * value:.1f}%", "tok": f"{F.style.tokens_text(value)} tokens"}.get(unit, f"{value:.3g}")
 
 
 def _lookup(results: dict[str, Any], path: str, unit: str) -> str:
