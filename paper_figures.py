@@ -15,10 +15,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -47,6 +45,7 @@ from sae_analysis.case_study import (
 from sae_analysis.frequency import FrequencyResult, latent_frequencies
 from sae_analysis.io import SAELoadError, demo_dir, load_model, load_sae
 from sae_analysis.io.demo import BOS_TOKEN, demo_tokens
+from sae_analysis.io.readers import atomic_write
 from sae_analysis.metrics import COMMON_FREQ, LOG_FREQ_EPS, RARE_FREQ, log10_freq
 from sae_analysis.phase import (
     changepoint,
@@ -212,19 +211,13 @@ class Cache:
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
 
-    def _atomic(self, path: Path, write: Callable[[Any], None], mode: str) -> None:
-        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=f".{path.name}.")
-        with os.fdopen(fd, mode) as f:
-            write(f)
-        os.replace(tmp, path)
-
     def arrays(self, name: str, compute: Callable[[], dict[str, Any]]) -> dict[str, np.ndarray]:
         path = self.folder / f"{name}.npz"
         if path.exists():
             with np.load(path, allow_pickle=False) as z:
                 return {k: z[k] for k in z.files}
         data = {k: _plain(v) for k, v in compute().items()}
-        self._atomic(path, lambda f: np.savez(f, **data), "wb")
+        atomic_write(path, lambda tmp: _savez(tmp, data))
         return data
 
     def json(self, name: str, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
@@ -232,7 +225,7 @@ class Cache:
         if path.exists():
             return json.loads(path.read_text())
         data = json.loads(json.dumps(compute(), default=_jsonable))
-        self._atomic(path, lambda f: json.dump(data, f, indent=2), "w")
+        write_json(path, data)
         return data
 
 
@@ -756,10 +749,13 @@ def manifest(ctx: Context, args: argparse.Namespace, seconds: float) -> dict[str
 
 
 def write_json(path: Path, data: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2, default=_jsonable, allow_nan=True)
-    os.replace(tmp, path)
+    """Atomic JSON write that keeps key order (results.json's order is documented) and writes NaN as NaN."""
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2, default=_jsonable) + "\n"))
+
+
+def _savez(path: Path, data: dict[str, np.ndarray]) -> None:
+    with open(path, "wb") as f:  # a file object, so numpy does not append '.npz' to the temporary name
+        np.savez(f, **data)
 
 
 # ----- CLI ---------------------------------------------------------------------------------------------------------------
