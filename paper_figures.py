@@ -405,7 +405,7 @@ def case_latents(ctx: Context, run: str) -> list[int]:
     if ctx.info["kind"] == "hub":
         return [12, 7]
     t = table(ctx, run)
-    common = np.flatnonzero(t["frequency"] >= 1e-4)
+    common = np.flatnonzero(_nonrare(t))
     if len(common) == 0:
         raise Skip("no latent fires often enough (freq >= 1e-4) for a case study")
     by_freq = common[np.argsort(t["frequency"][common])]
