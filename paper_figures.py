@@ -803,6 +803,11 @@ def main(argv: list[str] | None = None) -> int:
     start, out = time.perf_counter(), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     ctx = Context(args)
+    try:
+        ctx.info  # loads the source once (or reads its description from the cache)
+    except (Skip, SAELoadError, OSError) as err:
+        print(f"paper_figures: no usable source: {err}", file=sys.stderr)
+        return 2
     previous = (
         json.loads((out / "results.json").read_text()).get("figures", {}) if args.only and (out / "results.json").exists() else {}
     )

@@ -189,3 +189,15 @@ def test_demo_layout_loads_and_draws(tmp_path, monkeypatch):
     assert {name: s["status"] for name, s in results["figures"].items()} == dict.fromkeys(only, "drawn")
     assert results["phase"]["changepoint_tokens"] == 3500 and results["phase"]["n_snapshots"] == 5
     assert results["runs"]["seed1"]["frequency_source"] == "model: 1024 tokens"
+
+
+def test_missing_source_is_one_clear_error(tmp_path, monkeypatch, capsys):
+    from sae_analysis.io import MissingFileError
+
+    def missing(args):
+        raise MissingFileError("the demo model is not installed: demo/model does not exist (build the demo suite first)")
+
+    monkeypatch.setattr(pf, "load_demo", missing)
+    assert pf.main(["--source", "demo", "--out", str(tmp_path)]) == 2
+    assert "no usable source: the demo model is not installed" in capsys.readouterr().err
+    assert not (tmp_path / "results.json").exists()
