@@ -262,15 +262,8 @@ class Context:
 
         def describe() -> dict[str, Any]:
             src = self.source
-            return {
-                "label": src.label,
-                "kind": src.kind,
-                "note": self.note,
-                "runs": list(src.saes),
-                "provenance": src.provenance,
-                "n_tokens": int(src.tokens.numel()),
-                "n_seqs": int(src.tokens.shape[0]),
-            }
+            return {"label": src.label, "kind": src.kind, "note": self.note, "runs": list(src.saes), "provenance": src.provenance,
+                    "n_tokens": int(src.tokens.numel()), "n_seqs": int(src.tokens.shape[0])}  # fmt: skip
 
         return self.cache.json("source", describe)
 
@@ -384,18 +377,10 @@ def phase(ctx: Context) -> dict[str, np.ndarray]:
         snap = snapshots_from_log10(tokens, logs, source=ctx.label(), eps=LOG_FREQ_EPS)
         hist, ulf = log_freq_histograms(snap.freq), ulf_fraction_over_time(snap.freq)
         cp = changepoint(snap.tokens, ulf)
-        return {
-            "tokens": snap.tokens.numpy(),
-            "log10_freq": log10_freq(snap.freq).numpy(),
-            "edges": hist.edges.numpy(),
-            "percent": hist.percent.numpy(),
-            "ulf_fraction": ulf.numpy(),
-            "ulf_median_log10": log10_freq(ulf_median_over_time(snap.freq)).numpy(),
-            "changepoint_tokens": cp.tokens,
-            "changepoint_index": cp.index,
-            "ulf_before": cp.before,
-            "ulf_after": cp.after,
-        }
+        return {"tokens": snap.tokens.numpy(), "log10_freq": log10_freq(snap.freq).numpy(), "edges": hist.edges.numpy(),
+                "percent": hist.percent.numpy(), "ulf_fraction": ulf.numpy(),
+                "ulf_median_log10": log10_freq(ulf_median_over_time(snap.freq)).numpy(), "changepoint_tokens": cp.tokens,
+                "changepoint_index": cp.index, "ulf_before": cp.before, "ulf_after": cp.after}  # fmt: skip
 
     return ctx.cache.arrays("phase", compute)
 
@@ -427,20 +412,13 @@ def case_study(ctx: Context, run: str, latent: int) -> dict[str, np.ndarray]:
         effect = direct_logit_effect(sae.W_dec.detach()[latent : latent + 1], src.model.W_out[0].detach(), src.model.W_U.detach())
         tb = top_bottom_tokens(effect[0], k_top=12, k_bottom=8)
         stats = firing_stats(acts, tokens)
-        return {
-            "tokens": np.array([t for w in windows for t in src.decode(w)]),
-            "lengths": [len(w) for w in windows],
-            "positions": np.minimum(top.pos.numpy(), before),
-            "acts": top.acts.numpy(),
-            "top_tokens": np.array(src.decode(tb.top_tokens.tolist())),
-            "top_values": tb.top_values.numpy(),
-            "bottom_tokens": np.array(src.decode(tb.bottom_tokens.tolist())),
-            "bottom_values": tb.bottom_values.numpy(),
-            "enc": sae.W_enc.detach()[:, latent].numpy(),
-            "dec": sae.W_dec.detach()[latent].numpy(),
-            "frac_of_fires_are_top_token": stats.frac_of_fires_are_top_token,
-            "frac_of_top_token_are_fires": stats.frac_of_top_token_are_fires,
-        }
+        return {"tokens": np.array([t for w in windows for t in src.decode(w)]), "lengths": [len(w) for w in windows],
+                "positions": np.minimum(top.pos.numpy(), before), "acts": top.acts.numpy(),
+                "top_tokens": np.array(src.decode(tb.top_tokens.tolist())), "top_values": tb.top_values.numpy(),
+                "bottom_tokens": np.array(src.decode(tb.bottom_tokens.tolist())), "bottom_values": tb.bottom_values.numpy(),
+                "enc": sae.W_enc.detach()[:, latent].numpy(), "dec": sae.W_dec.detach()[latent].numpy(),
+                "frac_of_fires_are_top_token": stats.frac_of_fires_are_top_token,
+                "frac_of_top_token_are_fires": stats.frac_of_top_token_are_fires}  # fmt: skip
 
     return ctx.cache.arrays(f"case_{run}_{latent}", compute)
 
@@ -637,13 +615,7 @@ RESULT_KEYS: dict[str, str] = {
 PHASE_KEYS = ("changepoint_tokens", "changepoint_index", "ulf_before", "ulf_after", "n_snapshots", "first_tokens", "last_tokens")
 
 REPORT_ROWS: tuple[tuple[str, str, str, str, str], ...] = (
-    (
-        "Dense decoders (all latents)",
-        "runs.frac_dense",
-        "%",
-        "≈92% (92.1% quoted)",
-        "[Neel] approximate; finer split unconfirmed",
-    ),
+    ("Dense decoders (all latents)", "runs.frac_dense", "%", "≈92% (92.1% quoted)", "[Neel] approximate; split unconfirmed"),
     ("1-sparse decoders", "runs.frac_1_sparse", "%", "≈4% (3.9% quoted)", "[Neel] approximate"),
     ("10-sparse decoders", "runs.frac_10_sparse", "%", "≈4% (4.0% quoted)", "[Neel] approximate"),
     ("1-sparse decoders (non-rare latents)", "runs.frac_1_sparse_nonrare", "%", "≈4%", "[Neel]; denominator unconfirmed"),
@@ -673,19 +645,10 @@ def _optional(compute: Callable[[], Any]) -> Any:
 def collect_results(ctx: Context, statuses: dict[str, Any]) -> dict[str, Any]:
     """Every headline number, computed (or read from the cache) through the same functions the figures use."""
     p = _optional(lambda: phase(ctx))
-    ph = (
-        None
-        if p is None
-        else {k: (p[k].item() if k in p else None) for k in PHASE_KEYS[:4]}
-        | {"n_snapshots": len(p["tokens"]), "first_tokens": int(p["tokens"][0]), "last_tokens": int(p["tokens"][-1])}
-    )
-    return {
-        "source": ctx.info,
-        "runs": {run: summary(ctx, run) for run in ctx.runs()},
-        "compare": comparison(ctx) if len(ctx.runs()) > 1 else None,
-        "phase": ph,
-        "figures": statuses,
-    }
+    ph = None if p is None else {k: p[k].item() for k in PHASE_KEYS[:4]} | {
+        "n_snapshots": len(p["tokens"]), "first_tokens": int(p["tokens"][0]), "last_tokens": int(p["tokens"][-1])}  # fmt: skip
+    return {"source": ctx.info, "runs": {run: summary(ctx, run) for run in ctx.runs()},
+            "compare": comparison(ctx) if len(ctx.runs()) > 1 else None, "phase": ph, "figures": statuses}  # fmt: skip
 
 
 def _format(value: Any, unit: str) -> str:
@@ -726,8 +689,6 @@ def write_report(results: dict[str, Any], path: Path) -> None:
 
 
 def manifest(ctx: Context, args: argparse.Namespace, seconds: float) -> dict[str, Any]:
-    here = Path(__file__).resolve().parent
-    git = lambda *a: subprocess.run(["git", *a], cwd=here, capture_output=True, text=True).stdout.strip()  # noqa: E731
     packages = ("sae-analysis", "torch", "transformer_lens", "numpy", "matplotlib", "seaborn", "huggingface_hub", "scipy")
     versions = {}
     for name in packages:
@@ -735,17 +696,19 @@ def manifest(ctx: Context, args: argparse.Namespace, seconds: float) -> dict[str
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = None
-    return {
-        "command": [Path(sys.argv[0]).name, *(sys.argv[1:] if args.argv is None else args.argv)],
-        "git_commit": git("rev-parse", "HEAD"),
-        "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
-        "python": sys.version.split()[0],
-        "versions": versions,
-        "source": ctx.info,
-        "tokens_arg": args.tokens,
-        "seconds": round(seconds, 1),
-        "created_unix": int(time.time()),
-    }
+    return {"command": [Path(sys.argv[0]).name, *(sys.argv[1:] if args.argv is None else args.argv)],
+            "git_commit": _git("rev-parse", "HEAD"), "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+            "python": sys.version.split()[0], "versions": versions, "source": ctx.info, "tokens_arg": args.tokens,
+            "seconds": round(seconds, 1), "created_unix": int(time.time())}  # fmt: skip
+
+
+def _git(*argv: str) -> str:
+    """Output of a git command in this checkout, or '' where git or the repository is missing."""
+    try:
+        done = subprocess.run(["git", *argv], cwd=Path(__file__).resolve().parent, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return done.stdout.strip() if done.returncode == 0 else ""
 
 
 def write_json(path: Path, data: Any) -> None:
