@@ -64,6 +64,23 @@ def mean_ablate(act: Tensor) -> Tensor:
     return act.mean(dim=(0, 1), keepdim=True).expand_as(act)
 
 
+def _batch_loss(model: HookedTransformer, batch: Tensor, hook_name: str, fn: Hook | None) -> float:
+    """Mean next-token loss of one batch with `fn` applied at `hook_name` (None = clean)."""
+    fwd = [] if fn is None else [(hook_name, lambda act, hook: fn(act))]
+    return float(model.run_with_hooks(batch, return_type="loss", fwd_hooks=fwd))
+
+
+def _batches(tokens: Tensor, batch_size: int, progress: bool, desc: str):
+    batches = token_batches(tokens, batch_size)
+    return tqdm(batches, total=-(-tokens.shape[0] // batch_size), desc=desc, unit="batch") if progress else batches
+
+
+def _average(totals: dict[str, float], n_pred: int) -> dict[str, float]:
+    if n_pred == 0:
+        raise ValueError("no tokens to score: pass at least one sequence of length >= 2")
+    return {k: v / n_pred for k, v in totals.items()}
+
+
 @torch.no_grad()
 def spliced_losses(
     model: HookedTransformer,
@@ -77,19 +94,13 @@ def spliced_losses(
     """Mean next-token loss for each named intervention at `hook_name` (None = clean), averaged over all predicted tokens."""
     totals = dict.fromkeys(hooks, 0.0)
     n_pred = 0
-    batches = token_batches(tokens, batch_size)
-    if progress:
-        batches = tqdm(batches, total=-(-tokens.shape[0] // batch_size), desc="losses", unit="batch")
-    for batch in batches:
+    for batch in _batches(tokens, batch_size, progress, "losses"):
         batch = batch.to(model.cfg.device)
         n = batch.shape[0] * (batch.shape[1] - 1)
         for key, fn in hooks.items():
-            fwd = [] if fn is None else [(hook_name, lambda act, hook, fn=fn: fn(act))]
-            totals[key] += float(model.run_with_hooks(batch, return_type="loss", fwd_hooks=fwd)) * n
+            totals[key] += _batch_loss(model, batch, hook_name, fn) * n
         n_pred += n
-    if n_pred == 0:
-        raise ValueError("no tokens to score: pass at least one sequence of length >= 2")
-    return {k: v / n_pred for k, v in totals.items()}, n_pred
+    return _average(totals, n_pred), n_pred
 
 
 def reconstruction_losses(
@@ -122,6 +133,7 @@ def reconstruction_losses(
     )
 
 
+@torch.no_grad()
 def loss_vs_frequency_floor(
     model: HookedTransformer,
     sae: SAE,
@@ -135,21 +147,28 @@ def loss_vs_frequency_floor(
 ) -> pd.DataFrame:
     """Score of reconstructions that keep only latents with freq >= 10**floor, for each floor (REPLICATION.md §9.7).
 
-    Use frequencies, activations and decoder of the same checkpoint. Columns: floor, n_kept, loss, score_zero.
+    Use frequencies, activations and decoder of the same checkpoint. Each batch is encoded once (in the clean pass) and
+    decoded once per floor. Columns: floor, n_kept, loss, score_zero.
     """
     name = resolve_hook_name(sae, hook_name)
     masks = {f: (freq.to(sae.device) >= 10.0**f) for f in floors}
-    hooks: dict[str, Hook | None] = {"clean": None, "zero": zero_ablate}
-    for f, m in masks.items():
-        hooks[f"floor={f}"] = lambda act, m=m: reconstruct(sae, act, m)
-    L, _ = spliced_losses(model, tokens, name, hooks, batch_size=batch_size, progress=progress)
+    totals = dict.fromkeys(["clean", "zero", *masks], 0.0)
+    n_pred = 0
+    for batch in _batches(tokens, batch_size, progress, "loss vs floor"):
+        batch = batch.to(model.cfg.device)
+        n = batch.shape[0] * (batch.shape[1] - 1)
+        seen: list[Tensor] = []
+        totals["clean"] += _batch_loss(model, batch, name, lambda act: seen.append(act) or act) * n
+        totals["zero"] += _batch_loss(model, batch, name, zero_ablate) * n
+        act = seen[0]
+        f = sae.encode(act.reshape(-1, act.shape[-1]))
+        for floor, m in masks.items():
+            x_hat = sae.decode(f * m.to(f.dtype)).reshape(act.shape).to(act.dtype)
+            totals[floor] += _batch_loss(model, batch, name, lambda _act, x_hat=x_hat: x_hat) * n
+        n_pred += n
+    L = _average(totals, n_pred)
     rows = [
-        {
-            "floor": float(f),
-            "n_kept": int(m.sum()),
-            "loss": L[f"floor={f}"],
-            "score_zero": recovered_fraction(L["clean"], L[f"floor={f}"], L["zero"]),
-        }
+        {"floor": float(f), "n_kept": int(m.sum()), "loss": L[f], "score_zero": recovered_fraction(L["clean"], L[f], L["zero"])}
         for f, m in masks.items()
     ]
     return pd.DataFrame(rows)

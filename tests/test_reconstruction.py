@@ -65,3 +65,16 @@ def test_loss_vs_floor_masks_latents(model, tokens):
     assert df["score_zero"].iloc[0] == pytest.approx(1.0, abs=1e-4)
     assert df["score_zero"].iloc[1] == pytest.approx(0.0, abs=1e-6)  # no latent kept, b_dec = 0: the zero ablation
     assert list(df.columns) == ["floor", "n_kept", "loss", "score_zero"]
+
+
+def test_loss_vs_floor_equals_masked_reconstruction(model, make_sae, tokens):
+    sae = make_sae(64, 96, hook_name=HOOK)
+    freq = torch.rand(96, generator=torch.Generator().manual_seed(3)) ** 4
+    floors = (-3.0, -1.0, -0.5)
+    df = loss_vs_frequency_floor(model, sae, tokens, freq, floors=floors, batch_size=4)
+    for row, floor in zip(df.itertuples(), floors):
+        ref = reconstruction_losses(model, sae, tokens, batch_size=4, latent_mask=freq >= 10.0**floor)
+        assert row.n_kept == int((freq >= 10.0**floor).sum())
+        assert row.loss == pytest.approx(ref.recon, rel=1e-6)
+        assert row.score_zero == pytest.approx(ref.score_zero, rel=1e-5)
+    assert df["n_kept"].is_monotonic_decreasing and df["n_kept"].iloc[0] > df["n_kept"].iloc[-1] > 0
