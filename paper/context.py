@@ -1,0 +1,52 @@
+"""One run of paper_figures.py: its settings, its cache, and the source, loaded only when a computation misses the cache."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Any
+
+from paper import sources
+from paper.cache import Cache
+
+log = logging.getLogger(__name__)
+
+
+class Context:
+    """The run's settings, its cache (OUT/cache/KIND-TOKENS unless --cache-dir) and the lazily loaded `Source`."""
+
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.kind = "smoke" if args.smoke else args.source
+        self.cache = Cache(Path(args.cache_dir or Path(args.out) / "cache") / f"{self.kind}-{args.tokens or 'default'}")
+        self._source: sources.Source | None = None
+        self.note = ""
+
+    @property
+    def source(self) -> sources.Source:
+        if self._source is None:
+            self._source, self.note = sources.resolve_source(self.args)
+            log.info("source: %s (%s)", self._source.label, self.note)
+        return self._source
+
+    @property
+    def info(self) -> dict[str, Any]:
+        """Label, kind, runs and provenance of the source (cached, so a redraw does not load anything)."""
+
+        def describe() -> dict[str, Any]:
+            src = self.source
+            return {"label": src.label, "kind": src.kind, "note": self.note, "runs": list(src.saes), "provenance": src.provenance,
+                    "n_tokens": int(src.tokens.numel()), "n_seqs": int(src.tokens.shape[0])}  # fmt: skip
+
+        return self.cache.json("source", describe)
+
+    def setting(self, name: str) -> int:
+        """A CLI value, or this source kind's default (sources.DEFAULTS)."""
+        return sources.setting(self.args, self.info["kind"], name)
+
+    def runs(self) -> list[str]:
+        return self.info["runs"]
+
+    def label(self, run: str | None = None) -> str:
+        return self.info["label"] + (f" ({run})" if run else "")

@@ -1,0 +1,167 @@
+"""Where the checkpoints come from: the embedded demo, the Hub (`NeelNanda/sparse_autoencoder`), or synthetic smoke ones.
+
+Each loader turns the CLI arguments into one `Source`; `resolve_source` picks the loader (auto: the Hub when it loads,
+else the demo, with the Hub's error as the reason).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from sae_analysis import SAE, SAEConfig
+from sae_analysis.frequency import latent_frequencies
+from sae_analysis.io import SAELoadError, demo_dir, load_model, load_sae
+from sae_analysis.io.demo import BOS_TOKEN, demo_tokens
+from sae_analysis.metrics import log10_freq
+from trainers.log import read_frequency_snapshots, read_metrics
+
+log = logging.getLogger(__name__)
+HUB_REPO = "NeelNanda/sparse_autoencoder"
+HUB_CHECKPOINTS = (9, 12, 15, 18, 21, 22, 25)
+"""Run-1 checkpoints of F2 (REPLICATION.md §4.3: checkpoint c holds (c - 8) * 122.88M tokens; 25 is the final 2B)."""
+RUNS = {"demo": ("seed1", "seed2"), "hub": ("run1", "run2"), "smoke": ("seed1", "seed2")}
+DEFAULTS = {
+    "demo": {"tokens": 512 * 128, "loss_seqs": 64, "batch_size": 64},
+    "hub": {"tokens": 1_638_400, "loss_seqs": 256, "batch_size": 32},
+    "smoke": {"tokens": 32 * 16, "loss_seqs": 32, "batch_size": 32},
+}
+"""Per source: tokens for frequencies (hub: Neel's get_freqs(25)); sequences for the loss-based numbers (hub: Neel's
+all_tokens[:256], §9.7; demo: 64, because F6 runs one spliced forward per floor and must fit the 3-minute budget), which
+also serve the case studies; sequences per forward. `--tokens`, `--loss-seqs`, `--batch-size` override them."""
+
+
+class Skip(Exception):
+    """A figure that this source cannot draw (the reason goes into the report)."""
+
+
+@dataclass
+class Source:
+    """Everything loaded from one source; `snapshots` and `train_logs` are per-run (tokens, log10 freq) / DataFrames."""
+
+    kind: str
+    label: str
+    model: Any
+    saes: dict[str, Any]
+    tokens: Any
+    decode: Callable[[list[int]], list[str]]
+    snapshots: Callable[[], tuple[np.ndarray, np.ndarray]] | None = None
+    train_logs: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+
+def setting(args: argparse.Namespace, kind: str, name: str) -> int:
+    """A CLI value (`--tokens`, `--loss-seqs`, `--batch-size`), or this source kind's default (DEFAULTS)."""
+    return getattr(args, name) or DEFAULTS[kind][name]
+
+
+def _byte_decode(ids: list[int]) -> list[str]:
+    return ["<BOS>" if i == BOS_TOKEN else bytes([i]).decode("latin-1") for i in ids]
+
+
+def _smoke_decode(ids: list[int]) -> list[str]:
+    return [f"t{i} " for i in ids]
+
+
+def _meta(sae: Any) -> dict[str, Any]:
+    """Provenance for the manifest: where the checkpoint came from, its size and its training seed when recorded."""
+    keep = ("format", "path", "repo", "revision", "commit", "filename")
+    raw_cfg = sae.meta.get("cfg") or {}
+    seed = raw_cfg.get("seed", (raw_cfg.get("metadata") or {}).get("sae_analysis", {}).get("seed"))
+    return {k: str(v) for k, v in sae.meta.items() if k in keep and v is not None} | {"d_sae": sae.cfg.d_sae, "seed": seed}
+
+
+def load_demo(args: argparse.Namespace) -> Source:
+    root, runs = demo_dir(), RUNS["demo"]
+    manifest = json.loads((root / "manifest.json").read_text()) if (root / "manifest.json").exists() else {}
+    saes = {r: load_sae("demo", r, device=args.device) for r in runs}
+    tokens = demo_tokens("eval")[: max(2, setting(args, "demo", "tokens") // 128)]
+    logs = {r: read_metrics(root / r) for r in runs if (root / r / "metrics.jsonl").exists()}
+    prov = {"demo_manifest": manifest, **{r: _meta(s) for r, s in saes.items()}}
+    model = load_model("demo", device=args.device)
+    snapshots = partial(read_frequency_snapshots, root / runs[0])  # read only when F2 misses the cache
+    return Source("demo", "embedded demo", model, saes, tokens, _byte_decode, snapshots, logs, prov)
+
+
+def load_hub(args: argparse.Namespace) -> Source:
+    if not args.tokens_file:
+        raise Skip("no token source for gelu-1l: pass --tokens-file (an int array [n_seq, seq_len] of c4-code tokens)")
+    saes = {r: load_sae(HUB_REPO, r, revision=args.revision, device=args.device) for r in RUNS["hub"]}
+    model = load_model("gelu-1l", device=args.device)
+    tokens = _read_tokens(Path(args.tokens_file))
+    tokens = tokens[: max(1, setting(args, "hub", "tokens") // tokens.shape[1])]
+
+    def snapshots() -> tuple[np.ndarray, np.ndarray]:
+        counts = [(c - 8) * 122_880_000 if c < 25 else 2_000_000_000 for c in HUB_CHECKPOINTS]
+        ckpts = (load_sae(HUB_REPO, str(c), revision=args.revision, device=args.device) for c in HUB_CHECKPOINTS)
+        batch = setting(args, "hub", "batch_size")
+        freqs = [latent_frequencies(model, sae, tokens, batch_size=batch, progress=True).freq for sae in ckpts]
+        return np.array(counts), np.stack([log10_freq(f).numpy() for f in freqs])
+
+    commit = saes["run1"].meta.get("commit") or args.revision or "main"
+    prov = {r: _meta(s) for r, s in saes.items()}
+    return Source("hub", f"{HUB_REPO}@{str(commit)[:7]}", model, saes, tokens, model.to_str_tokens, snapshots, {}, prov)
+
+
+def _read_tokens(path: Path) -> Any:
+    data = np.load(path, allow_pickle=False) if path.suffix == ".npy" else torch.load(path, weights_only=True)
+    return torch.as_tensor(np.asarray(data), dtype=torch.int64)
+
+
+def _smoke_sae(seed: int) -> SAE:
+    """A random 64 -> 256 SAE with 16 planted 1-sparse decoder rows and 64 dead latents whose encoders share one direction."""
+    torch.manual_seed(seed)
+    sae = SAE(SAEConfig(d_in=64, d_sae=256, hook_name="blocks.0.mlp.hook_post", model_name="smoke"))
+    with torch.no_grad():
+        sae.W_dec[:16] = torch.eye(64)[:16] + 0.01 * torch.randn(16, 64)  # planted 1-sparse decoders
+        sae.W_enc[:, 192:] = torch.randn(64, 1) + 0.2 * torch.randn(64, 64)  # planted rare cluster, one direction
+        sae.b_enc[192:] = -50.0
+        sae.b_enc[:192] = 0.1 * torch.randn(192)
+    return sae
+
+
+def load_smoke(args: argparse.Namespace) -> Source:
+    """Synthetic checkpoints: a random tiny GELU model and two random SAEs with planted 1-sparse rows and a dead, aligned
+    rare cluster; synthetic frequency snapshots with a planted step and a synthetic training log. Exercises every figure."""
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+    torch.manual_seed(0)
+    shape = {"n_layers": 1, "d_model": 32, "d_mlp": 64, "n_heads": 2, "d_head": 16, "n_ctx": 16, "d_vocab": 50}
+    cfg = HookedTransformerConfig(**shape, act_fn="gelu", normalization_type="LN", seed=0)
+    model, rng = HookedTransformer(cfg).eval(), np.random.default_rng(0)
+    saes = {run: _smoke_sae(i + 1) for i, run in enumerate(RUNS["smoke"])}
+    n_seqs = max(2, setting(args, "smoke", "tokens") // 16)
+    tokens = torch.randint(0, 50, (n_seqs, 16), generator=torch.Generator().manual_seed(0))
+    snap_tokens = np.arange(1, 13) * 1_000_000
+    snaps = rng.normal(-2.5, 0.5, (12, 256)) - np.where(np.arange(12)[:, None] >= 7, 3.0, 0.0) * (np.arange(256) >= 160)
+    steps = np.arange(1, 51) * 240_000
+    log_df = pd.DataFrame({"event": "train", "tokens": steps, "loss": 3 * np.exp(-steps / 4e6) + 0.5, "l0": 20 + 0 * steps})
+    logs, snapshots = {r: log_df for r in RUNS["smoke"]}, lambda: (snap_tokens, np.clip(snaps, -6.5, 0))
+    return Source("smoke", "synthetic smoke checkpoints", model, saes, tokens, _smoke_decode, snapshots, logs, {"smoke": True})
+
+
+def resolve_source(args: argparse.Namespace) -> tuple[Source, str]:
+    """The source to use and a sentence saying why (auto: the Hub when it loads, else the demo, with the Hub's error)."""
+    if args.smoke or args.source == "smoke":
+        return load_smoke(args), "--smoke: synthetic checkpoints (no real model or SAE)"
+    if args.source == "demo":
+        return load_demo(args), "requested: --source demo"
+    if args.source == "hub":
+        return load_hub(args), "requested: --source hub"
+
+    try:
+        return load_hub(args), "auto: the Hub (or its local cache) was reachable"
+    except (Skip, SAELoadError, OSError) as err:
+        reason = f"auto: Hub not used ({str(err).splitlines()[0][:200]}); fell back to the embedded demo"
+        log.warning(reason)
+        return load_demo(args), reason
