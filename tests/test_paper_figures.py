@@ -10,6 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from paper import sources
+from paper.cache import Cache
+from paper.report import PHASE_KEYS, REPORT_ROWS, RESULT_KEYS, _format
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -44,11 +48,11 @@ def test_results_keys_are_stable_and_documented(smoke_out):
     from sae_analysis.table import COMPARE_KEYS, KEYS
 
     results = json.loads((smoke_out / "results.json").read_text())
-    assert list(results) == list(pf.RESULT_KEYS)
+    assert list(results) == list(RESULT_KEYS)
     for summary in results["runs"].values():
         assert set(summary) <= set(KEYS) and {"frac_dense", "ulf_fraction", "recons_score", "l0"} <= set(summary)
     assert set(results["compare"]) == set(COMPARE_KEYS)
-    assert set(results["phase"]) == set(pf.PHASE_KEYS)
+    assert set(results["phase"]) == set(PHASE_KEYS)
     assert results["source"]["kind"] == "smoke" and results["source"]["runs"] == ["seed1", "seed2"]
 
 
@@ -64,7 +68,7 @@ def test_smoke_recovers_the_planted_structure(smoke_out):
 def test_report_puts_every_number_beside_the_post(smoke_out):
     report = (smoke_out / "report.md").read_text()
     assert "synthetic smoke checkpoints" in report and "agreement is not expected" in report
-    for quantity, _, _, post, tag in pf.REPORT_ROWS:
+    for quantity, _, _, post, tag in REPORT_ROWS:
         assert f"| {quantity} |" in report and post in report and tag in report
 
 
@@ -79,7 +83,7 @@ def test_only_redraws_from_the_cache_without_loading(smoke_out, monkeypatch):
     def no_loading(args):
         raise AssertionError("the cache should make loading unnecessary")
 
-    monkeypatch.setattr(pf, "resolve_source", no_loading)
+    monkeypatch.setattr(sources, "resolve_source", no_loading)
     target = smoke_out / "f17_kurtosis.png"
     target.unlink()
     assert pf.main(["--smoke", "--out", str(smoke_out), "--formats", "png", "--dpi", "30", "--only", "f17_kurtosis"]) == 0
@@ -88,7 +92,7 @@ def test_only_redraws_from_the_cache_without_loading(smoke_out, monkeypatch):
 
 
 def test_cache_stores_strings_and_numbers_without_pickle(tmp_path):
-    cache, calls = pf.Cache(tmp_path), []
+    cache, calls = Cache(tmp_path), []
 
     def compute():
         calls.append(1)
@@ -103,14 +107,14 @@ def test_cache_stores_strings_and_numbers_without_pickle(tmp_path):
 def test_auto_falls_back_to_the_demo_and_says_why(monkeypatch):
     args = pf.parse_args([])
     sentinel = object()
-    monkeypatch.setattr(pf, "load_demo", lambda a: sentinel)
-    source, note = pf.resolve_source(args)  # no --tokens-file: the Hub path is refused before any download
+    monkeypatch.setattr(sources, "load_demo", lambda a: sentinel)
+    source, note = sources.resolve_source(args)  # no --tokens-file: the Hub path is refused before any download
     assert source is sentinel and "fell back to the embedded demo" in note and "--tokens-file" in note
 
 
 def test_format_handles_missing_numbers():
-    assert pf._format(None, "%") == "n/a" and pf._format(float("nan"), "x") == "n/a"
-    assert pf._format(0.921, "%") == "92.1%" and pf._format(1.6e9, "tok") == "1.6B tokens"
+    assert _format(None, "%") == "n/a" and _format(float("nan"), "x") == "n/a"
+    assert _format(0.921, "%") == "92.1%" and _format(1.6e9, "tok") == "1.6B tokens"
 
 
 @pytest.mark.slow
@@ -129,7 +133,7 @@ def test_demo_source_end_to_end(tmp_path):
 
 def test_hub_source_maps_checkpoints_to_tokens(tmp_path, monkeypatch):
     """The Hub path without the Hub: loaders are replaced by the smoke objects; checks wiring, label and §4.3's token counts."""
-    smoke = pf.load_smoke(pf.parse_args(["--smoke"]))
+    smoke = sources.load_smoke(pf.parse_args(["--smoke"]))
     loaded = []
 
     def fake_load_sae(repo, name, **kw):
@@ -138,10 +142,11 @@ def test_hub_source_maps_checkpoints_to_tokens(tmp_path, monkeypatch):
         sae.meta = {"repo": repo, "commit": "6bcc2451234567890"}
         return sae
 
-    monkeypatch.setattr(pf, "load_sae", fake_load_sae)
-    monkeypatch.setattr(pf, "load_model", lambda name, **kw: smoke.model)
+    monkeypatch.setattr(sources, "load_sae", fake_load_sae)
+    monkeypatch.setattr(sources, "load_model", lambda name, **kw: smoke.model)
     np.save(tmp_path / "tokens.npy", smoke.tokens.numpy())
-    source = pf.load_hub(pf.parse_args(["--source", "hub", "--tokens-file", str(tmp_path / "tokens.npy"), "--tokens", "256"]))
+    args = pf.parse_args(["--source", "hub", "--tokens-file", str(tmp_path / "tokens.npy"), "--tokens", "256"])
+    source = sources.load_hub(args)
     assert source.label == "NeelNanda/sparse_autoencoder@6bcc245" and list(source.saes) == ["run1", "run2"]
     assert source.tokens.shape == (16, 16)  # --tokens 256 in rows of the file's length
     tokens, log10 = source.snapshots()
@@ -178,7 +183,7 @@ def test_demo_layout_loads_and_draws(tmp_path, monkeypatch):
     import sae_analysis.io.demo_paths
 
     _fake_demo(tmp_path / "demo")
-    for module in (pf, sae_analysis.io, sae_analysis.io.demo_paths):  # however the loaders reach it
+    for module in (sources, sae_analysis.io, sae_analysis.io.demo_paths):  # however the loaders reach it
         monkeypatch.setattr(module, "demo_dir", lambda: tmp_path / "demo")
     only = ["f01_frequency_histogram", "f02_phase_transition", "f23a_case_study", "w_training_curves"]
     out = tmp_path / "out"
@@ -197,7 +202,7 @@ def test_missing_source_is_one_clear_error(tmp_path, monkeypatch, capsys):
     def missing(args):
         raise MissingFileError("the demo model is not installed: demo/model does not exist (build the demo suite first)")
 
-    monkeypatch.setattr(pf, "load_demo", missing)
+    monkeypatch.setattr(sources, "load_demo", missing)
     assert pf.main(["--source", "demo", "--out", str(tmp_path)]) == 2
     assert "no usable source: the demo model is not installed" in capsys.readouterr().err
     assert not (tmp_path / "results.json").exists()
