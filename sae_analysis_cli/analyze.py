@@ -8,7 +8,6 @@ when `--model` is given (counted over the tokens), else from the checkpoint's st
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
 import sys
@@ -89,8 +88,7 @@ def model_and_tokens(args: argparse.Namespace) -> tuple[Any, Any]:
         return None, None
     from sae_analysis.io import load_model
 
-    with contextlib.redirect_stdout(sys.stderr):  # TransformerLens prints "Moving model to device" on stdout; keep it JSON
-        model = load_model(args.model, device=args.device)
+    model = load_model(args.model, device=args.device)  # keeps TransformerLens's progress prints off stdout
     return model, load_tokens(args, model.cfg.n_ctx)
 
 

@@ -100,3 +100,19 @@ def test_unavailable_tokenizer_falls_back_to_none(tmp_path, model, caplog):
     loaded = load_model(folder)  # offline in tests (conftest): the tokenizer cannot be fetched
     assert loaded.tokenizer is None and torch.equal(loaded.W_out, model.W_out)
     assert "no-such-tokenizer" in caplog.text
+
+
+def test_load_model_keeps_stdout_clean(tmp_path, model, capsys, monkeypatch):
+    save_model(model, tmp_path / "m")
+    import transformer_lens
+
+    real_init = transformer_lens.HookedTransformer.__init__
+
+    def chatty_init(self, *a, **kw):  # TransformerLens prints while building models; simulate it deterministically
+        print("Moving model to device:  cpu")
+        real_init(self, *a, **kw)
+
+    monkeypatch.setattr(transformer_lens.HookedTransformer, "__init__", chatty_init)
+    capsys.readouterr()
+    load_model(tmp_path / "m")
+    assert capsys.readouterr().out == ""

@@ -7,6 +7,8 @@ center_writing_weights, center_unembed, fold_value_biases) and cast to fp32.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -93,7 +95,19 @@ def load_model(name_or_path: str | Path, *, device: Any = "cpu") -> HookedTransf
     """A HookedTransformer in fp32, eval mode.
 
     `name_or_path`: "demo" (the embedded demo model, demo_dir()/model), a local folder written by `save_model`, or a
-    TransformerLens pretrained name such as "gelu-1l" (loaded with TransformerLens's default weight processing)."""
+    TransformerLens pretrained name such as "gelu-1l" (loaded with TransformerLens's default weight processing).
+    TransformerLens prints progress ("Moving model to device", "Loaded pretrained model") on stdout; that text goes to
+    this module's logger instead, so stdout stays clean for JSON output."""
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(captured):
+            return _load_model(name_or_path, device)
+    finally:
+        if captured.getvalue().strip():
+            logger.info("%s", captured.getvalue().strip())
+
+
+def _load_model(name_or_path: str | Path, device: Any) -> HookedTransformer:
     if str(name_or_path) == demo_paths.DEMO_NAME:
         folder = demo_paths.demo_dir() / "model"
         if not folder.is_dir():
