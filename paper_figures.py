@@ -17,6 +17,7 @@ import argparse
 import json
 import logging
 import sys
+import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -200,8 +201,10 @@ FIGURES: dict[str, Callable[[Context], Any]] = {
 
 # ----- CLI ---------------------------------------------------------------------------------------------------------------
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    names = textwrap.fill(", ".join(FIGURES), width=110, initial_indent="  ", subsequent_indent="  ")
+    epilog = textwrap.dedent(__doc__.split("\n", 1)[1]).strip("\n") + "\n\nfigures (names for --only):\n" + names
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="figures: " + ", ".join(FIGURES))  # fmt: skip
+                                epilog=epilog)  # fmt: skip
     p.add_argument("--source", choices=("auto", "demo", "hub"), default="auto", help="where checkpoints come from (default auto)")
     p.add_argument("--out", default="out", help="output folder (default out/)")
     p.add_argument("--only", nargs="+", metavar="NAME", choices=list(FIGURES), help="draw only these figures")
