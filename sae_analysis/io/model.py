@@ -104,7 +104,7 @@ def load_model(name_or_path: str | Path, *, device: Any = "cpu") -> HookedTransf
             return _load_model(name_or_path, device)
     finally:
         if captured.getvalue().strip():
-            logger.info("%s", captured.getvalue().strip())
+            logger.debug("%s", captured.getvalue().strip())
 
 
 def _load_model(name_or_path: str | Path, device: Any) -> HookedTransformer:
