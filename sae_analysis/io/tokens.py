@@ -5,7 +5,8 @@ of 128 and position 0 of every sequence is overwritten with BOS (Neel's utils.py
 a real token). `hub_tokens` lists the split's parquet shards through huggingface_hub, downloads only as many shards as
 `n_seq` needs (in name order), and reads only the record batches it needs. With HF_HUB_OFFLINE=1 it lists the shards
 already in the local huggingface_hub cache instead. The Hub settings (endpoint, offline, cache folder) come from
-`sae_analysis.io.hub.hub_settings`, read at call time.
+`sae_analysis.io.hub.hub_settings`, read at call time. huggingface_hub and pyarrow are imported only when used, so
+`import sae_analysis.io` stays free of them.
 """
 
 from __future__ import annotations
@@ -18,20 +19,10 @@ from typing import Any
 
 import einops
 import torch
-from huggingface_hub import HfApi, hf_hub_download
-from huggingface_hub.errors import (
-    HfHubHTTPError,
-    LocalEntryNotFoundError,
-    RemoteEntryNotFoundError,
-    RepositoryNotFoundError,
-    RevisionNotFoundError,
-)
-from huggingface_hub.file_download import repo_folder_name
 from jaxtyping import Int
 from torch import Tensor
 
 from sae_analysis.io.errors import CorruptFileError, HubError, MissingFileError
-from sae_analysis.io.hub import HubSettings, _unreachable, hub_settings
 
 logger = logging.getLogger(__name__)
 
@@ -69,39 +60,43 @@ def _split_shards(paths: list[str], split: str) -> list[str]:
     return sorted(p for p in paths if p.endswith(".parquet") and _in_split(p, split))
 
 
-def _list_remote(repo_id: str, revision: str | None, s: HubSettings) -> list[str]:
+def _list_remote(repo_id: str, revision: str | None, endpoint: str) -> list[str]:
     """All file paths of dataset `repo_id` on the Hub (HfApi.list_repo_files -> the paginated tree API)."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
+
     try:
-        return HfApi(endpoint=s.endpoint).list_repo_files(repo_id, repo_type="dataset", revision=revision)
+        return HfApi(endpoint=endpoint).list_repo_files(repo_id, repo_type="dataset", revision=revision)
     except RevisionNotFoundError:
-        raise HubError(f"dataset {repo_id} has no revision {revision!r} on {s.endpoint}") from None
+        raise HubError(f"dataset {repo_id} has no revision {revision!r} on {endpoint}") from None
     except RepositoryNotFoundError:
-        raise HubError(f"dataset {repo_id} not found on {s.endpoint} (private or gated repos need `hf auth login`)") from None
+        raise HubError(f"dataset {repo_id} not found on {endpoint} (private or gated repos need `hf auth login`)") from None
     except HfHubHTTPError as e:
-        raise HubError(f"cannot list dataset {repo_id}: HTTP {e.response.status_code} from {s.endpoint}") from None
+        raise HubError(f"cannot list dataset {repo_id}: HTTP {e.response.status_code} from {endpoint}") from None
     except Exception as e:  # httpx2 connection errors after huggingface_hub's retries: not an HTTP answer
-        raise HubError(f"cannot list dataset {repo_id}: cannot reach {s.endpoint} ({type(e).__name__})") from None
+        raise HubError(f"cannot list dataset {repo_id}: cannot reach {endpoint} ({type(e).__name__})") from None
 
 
-def _cached_snapshot(repo_id: str, revision: str | None, s: HubSettings) -> Path | None:
-    """The huggingface_hub cache snapshot folder of dataset `repo_id` at `revision` (a ref or a commit), if cached."""
-    repo_dir = Path(s.cache_dir) / repo_folder_name(repo_id=repo_id, repo_type="dataset")
+def _cached_snapshot(repo_id: str, revision: str | None, cache_dir: str) -> Path | None:
+    """The huggingface_hub cache snapshot folder of dataset `repo_id` at `revision` (a ref or a commit), if cached:
+    `{cache}/datasets--{owner}--{name}/snapshots/{commit}`, the commit read from `refs/{revision}`."""
+    repo_dir = Path(cache_dir) / f"datasets--{repo_id.replace('/', '--')}"
     ref = repo_dir / "refs" / (revision or "main")
     commit = ref.read_text().strip() if ref.is_file() else revision
     snapshot = repo_dir / "snapshots" / commit if commit else None
     return snapshot if snapshot is not None and snapshot.is_dir() else None
 
 
-def _list_cached(repo_id: str, revision: str | None, split: str, s: HubSettings) -> list[Path]:
+def _list_cached(repo_id: str, revision: str | None, split: str, cache_dir: str) -> list[Path]:
     """The split's parquet shards already in the local cache (offline mode); HubError when there are none."""
-    snapshot = _cached_snapshot(repo_id, revision, s)
+    snapshot = _cached_snapshot(repo_id, revision, cache_dir)
     found = [p.relative_to(snapshot).as_posix() for p in snapshot.rglob("*.parquet")] if snapshot else []
     shards = _split_shards(found, split)
     if not shards:
         raise HubError(
             f"dataset {repo_id}@{revision or 'main'} has no cached parquet shards of split {split!r} and HF_HUB_OFFLINE=1 "
             f"forbids listing or downloading them: run once with network access (unset HF_HUB_OFFLINE) or pass "
-            f"--tokens-file; files are cached in {s.cache_dir}"
+            f"--tokens-file; files are cached in {cache_dir}"
         )
     return [snapshot / p for p in shards]
 
@@ -109,6 +104,17 @@ def _list_cached(repo_id: str, revision: str | None, split: str, s: HubSettings)
 def download_dataset_file(repo_id: str, filename: str, *, revision: str | None = None) -> Path:
     """Local path of `filename` from Hub dataset `repo_id`, with the error mapping of `sae_analysis.io.hub.download`
     (which takes no `repo_type`)."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import (
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        RemoteEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    from sae_analysis.io.hub import _unreachable, hub_settings
+
     s = hub_settings()
     kw: dict[str, Any] = {"revision": revision, "cache_dir": s.cache_dir, "endpoint": s.endpoint, "local_files_only": s.offline}
     try:
@@ -130,11 +136,13 @@ def download_dataset_file(repo_id: str, filename: str, *, revision: str | None =
 
 def _shard_paths(repo_id: str, revision: str | None, split: str) -> Iterator[Path]:
     """Local paths of the split's shards in name order; online, each is downloaded only when the caller asks for it."""
+    from sae_analysis.io.hub import hub_settings
+
     s = hub_settings()
     if s.offline:
-        yield from _list_cached(repo_id, revision, split, s)
+        yield from _list_cached(repo_id, revision, split, s.cache_dir)
         return
-    shards = _split_shards(_list_remote(repo_id, revision, s), split)
+    shards = _split_shards(_list_remote(repo_id, revision, s.endpoint), split)
     if not shards:
         raise MissingFileError(f"dataset {repo_id}@{revision or 'main'} has no .parquet files of split {split!r}")
     for name in shards:
@@ -189,6 +197,8 @@ def hub_tokens(
             if have == n_seq:
                 return torch.cat(parts)
         logger.info("read %s: %d of %d sequences so far", path.name, have, n_seq)
+    from sae_analysis.io.hub import hub_settings
+
     where = "cached " if hub_settings().offline else ""
     raise ValueError(f"the {where}shards of {repo_id} split {split!r} hold only {have} sequences of {seq_len} < n_seq={n_seq}")
 
