@@ -12,8 +12,7 @@ import pytest
 import torch
 from hubserver import HubServer, commit_of
 
-from sae_analysis.io import CorruptFileError, HubError, MissingFileError
-from sae_analysis.io.tokens import hub_tokens, reshape_rows
+from sae_analysis.io import CorruptFileError, HubError, MissingFileError, hub_tokens, reshape_rows
 
 REPO = "NeelNanda/c4-code-tokenized-2b"
 SHARDS = ["data/train-00000-of-00002.parquet", "data/train-00001-of-00002.parquet"]
