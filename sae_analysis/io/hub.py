@@ -72,24 +72,27 @@ def _unreachable(repo: str, filename: str, s: HubSettings, err: BaseException) -
     return HubError(f"cannot download {where}: {why}, and it is not in the local cache {s.cache_dir}; retry or pass a local path")
 
 
-def download(repo: str, filename: str, *, revision: str | None = None) -> Path:
-    """Local path of `filename` from Hub repo `repo` (downloaded into, or found in, the huggingface_hub cache)."""
+def download(repo: str, filename: str, *, revision: str | None = None, repo_type: str | None = None) -> Path:
+    """Local path of `filename` from Hub repo `repo` (downloaded into, or found in, the huggingface_hub cache).
+
+    `repo_type`: None for a model repo (SAE checkpoints), "dataset" for a dataset repo (token shards)."""
     s = hub_settings()
     kw: dict[str, Any] = {"revision": revision, "cache_dir": s.cache_dir, "endpoint": s.endpoint, "local_files_only": s.offline}
+    what = repo if repo_type is None else f"{repo_type} {repo}"
     try:
-        return Path(hf_hub_download(repo, filename, **kw))
+        return Path(hf_hub_download(repo, filename, repo_type=repo_type, **kw))
     except RemoteEntryNotFoundError:
-        raise MissingFileError(f"{repo}@{revision or 'main'} has no file {filename} (HTTP 404 from {s.endpoint})") from None
+        raise MissingFileError(f"{what}@{revision or 'main'} has no file {filename} (HTTP 404 from {s.endpoint})") from None
     except RevisionNotFoundError:
-        raise HubError(f"{repo} has no revision {revision!r} on {s.endpoint}") from None
+        raise HubError(f"{what} has no revision {revision!r} on {s.endpoint}") from None
     except RepositoryNotFoundError:
-        raise HubError(f"repository {repo} not found on {s.endpoint} (private or gated repos need `hf auth login`)") from None
+        raise HubError(f"repository {what} not found on {s.endpoint} (private or gated repos need `hf auth login`)") from None
     except LocalEntryNotFoundError as e:
-        raise _unreachable(repo, filename, s, e) from None
+        raise _unreachable(repo if repo_type is None else f"{repo_type}s/{repo}", filename, s, e) from None
     except HfHubHTTPError as e:
-        raise HubError(f"cannot download {repo}/{filename}: HTTP {e.response.status_code} from {s.endpoint}") from None
+        raise HubError(f"cannot download {what}/{filename}: HTTP {e.response.status_code} from {s.endpoint}") from None
     except OSError as e:  # huggingface_hub's size consistency check: the body ended early
-        raise CorruptFileError(f"download of {repo}/{filename} is truncated or corrupt ({e}); run again") from None
+        raise CorruptFileError(f"download of {what}/{filename} is truncated or corrupt ({e}); run again") from None
 
 
 def _is_original(repo: str, name: str) -> bool:

@@ -15,7 +15,6 @@ import logging
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import einops
 import torch
@@ -102,36 +101,10 @@ def _list_cached(repo_id: str, revision: str | None, split: str, cache_dir: str)
 
 
 def download_dataset_file(repo_id: str, filename: str, *, revision: str | None = None) -> Path:
-    """Local path of `filename` from Hub dataset `repo_id`, with the error mapping of `sae_analysis.io.hub.download`
-    (which takes no `repo_type`)."""
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import (
-        HfHubHTTPError,
-        LocalEntryNotFoundError,
-        RemoteEntryNotFoundError,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
+    """Local path of `filename` from Hub dataset `repo_id` (downloaded, or found in the huggingface_hub cache)."""
+    from sae_analysis.io.hub import download
 
-    from sae_analysis.io.hub import _unreachable, hub_settings
-
-    s = hub_settings()
-    kw: dict[str, Any] = {"revision": revision, "cache_dir": s.cache_dir, "endpoint": s.endpoint, "local_files_only": s.offline}
-    try:
-        return Path(hf_hub_download(repo_id, filename, repo_type="dataset", **kw))
-    except RemoteEntryNotFoundError:
-        where = f"dataset {repo_id}@{revision or 'main'}"
-        raise MissingFileError(f"{where} has no file {filename} (HTTP 404 from {s.endpoint})") from None
-    except RevisionNotFoundError:
-        raise HubError(f"dataset {repo_id} has no revision {revision!r} on {s.endpoint}") from None
-    except RepositoryNotFoundError:
-        raise HubError(f"dataset {repo_id} not found on {s.endpoint} (private or gated repos need `hf auth login`)") from None
-    except LocalEntryNotFoundError as e:
-        raise _unreachable(f"datasets/{repo_id}", filename, s, e) from None
-    except HfHubHTTPError as e:
-        raise HubError(f"cannot download dataset {repo_id}/{filename}: HTTP {e.response.status_code} from {s.endpoint}") from None
-    except OSError as e:  # huggingface_hub's size consistency check: the body ended early
-        raise CorruptFileError(f"download of dataset {repo_id}/{filename} is truncated or corrupt ({e}); run again") from None
+    return download(repo_id, filename, revision=revision, repo_type="dataset")
 
 
 def _shard_paths(repo_id: str, revision: str | None, split: str) -> Iterator[Path]:
