@@ -23,6 +23,7 @@ from sae_analysis import SAE, SAEConfig
 from sae_analysis.frequency import latent_frequencies
 from sae_analysis.io import SAELoadError, demo_dir, load_model, load_sae
 from sae_analysis.io.demo import BOS_TOKEN, demo_tokens
+from sae_analysis.io.tokens import SEQ_LEN, hub_tokens
 from sae_analysis.metrics import log10_freq
 from trainers.log import read_frequency_snapshots, read_metrics
 
@@ -94,12 +95,9 @@ def load_demo(args: argparse.Namespace) -> Source:
 
 
 def load_hub(args: argparse.Namespace) -> Source:
-    if not args.tokens_file:
-        raise Skip("no token source for gelu-1l: pass --tokens-file (an int array [n_seq, seq_len] of c4-code tokens)")
     saes = {r: load_sae(HUB_REPO, r, revision=args.revision, device=args.device) for r in RUNS["hub"]}
     model = load_model("gelu-1l", device=args.device)
-    tokens = _read_tokens(Path(args.tokens_file))
-    tokens = tokens[: max(1, setting(args, "hub", "tokens") // tokens.shape[1])]
+    tokens = hub_eval_tokens(args, model, setting(args, "hub", "tokens"))
 
     def snapshots() -> tuple[np.ndarray, np.ndarray]:
         counts = [(c - 8) * 122_880_000 if c < 25 else 2_000_000_000 for c in HUB_CHECKPOINTS]
@@ -111,6 +109,19 @@ def load_hub(args: argparse.Namespace) -> Source:
     commit = saes["run1"].meta.get("commit") or args.revision or "main"
     prov = {r: _meta(s) for r, s in saes.items()}
     return Source("hub", f"{HUB_REPO}@{str(commit)[:7]}", model, saes, tokens, model.to_str_tokens, snapshots, {}, prov)
+
+
+def hub_eval_tokens(args: argparse.Namespace, model: Any, n_tokens: int) -> Any:
+    """Evaluation sequences for gelu-1l: the rows of --tokens-file, else the first sequences of NeelNanda's c4-code data
+    downloaded through huggingface_hub (rows of 1,024 cut into 8 x 128 with BOS first, as the original did). Neel sampled
+    random rows of his shuffled copy; the first shards are an unshuffled but equally real sample of the same data."""
+    if args.tokens_file:
+        tokens = _read_tokens(Path(args.tokens_file))
+        return tokens[: max(1, n_tokens // tokens.shape[1])]
+    bos = getattr(getattr(model, "tokenizer", None), "bos_token_id", None)
+    if bos is None:
+        raise Skip("gelu-1l's tokenizer is unavailable, so BOS is unknown: pass --tokens-file (int array [n_seq, seq_len])")
+    return hub_tokens(n_seq=max(1, -(-n_tokens // SEQ_LEN)), seq_len=SEQ_LEN, bos_token_id=bos)
 
 
 def _read_tokens(path: Path) -> Any:

@@ -104,12 +104,14 @@ def test_cache_stores_strings_and_numbers_without_pickle(tmp_path):
     np.testing.assert_array_equal(first["x"], second["x"])
 
 
-def test_auto_falls_back_to_the_demo_and_says_why(monkeypatch):
-    args = pf.parse_args([])
+def test_auto_falls_back_to_the_demo_and_says_why(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # an empty cache: the Hub path fails at once
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
     sentinel = object()
     monkeypatch.setattr(sources, "load_demo", lambda a: sentinel)
-    source, note = sources.resolve_source(args)  # no --tokens-file: the Hub path is refused before any download
-    assert source is sentinel and "fell back to the embedded demo" in note and "--tokens-file" in note
+    source, note = sources.resolve_source(pf.parse_args([]))
+    assert source is sentinel and "fell back to the embedded demo" in note and "HF_HUB_OFFLINE" in note
 
 
 def test_format_handles_missing_numbers():
@@ -154,6 +156,31 @@ def test_hub_source_maps_checkpoints_to_tokens(tmp_path, monkeypatch):
     assert log10.shape == (7, 256)
     assert [n for _, n in loaded] == ["run1", "run2", "9", "12", "15", "18", "21", "22", "25"]
 
+
+
+def test_hub_source_downloads_eval_tokens_without_a_tokens_file(monkeypatch):
+    """Without --tokens-file the Hub source asks sae_analysis.io for c4-code sequences, with gelu-1l's BOS id."""
+    smoke = sources.load_smoke(pf.parse_args(["--smoke"]))
+    asked = {}
+
+    def fake_hub_tokens(**kw):
+        asked.update(kw)
+        return smoke.tokens[:3]
+
+    class Tok:
+        bos_token_id = 7
+
+    model = smoke.model
+    monkeypatch.setattr(model, "tokenizer", Tok(), raising=False)
+    monkeypatch.setattr(sources, "load_sae", lambda repo, name, **kw: smoke.saes["seed1"])
+    monkeypatch.setattr(sources, "load_model", lambda name, **kw: model)
+    monkeypatch.setattr(sources, "hub_tokens", fake_hub_tokens)
+    source = sources.load_hub(pf.parse_args(["--source", "hub", "--tokens", "300"]))
+    assert asked == {"n_seq": 3, "seq_len": 128, "bos_token_id": 7}  # ceil(300 / 128) sequences
+    assert source.tokens.shape[0] == 3
+    monkeypatch.setattr(model, "tokenizer", None, raising=False)
+    with pytest.raises(sources.Skip, match="--tokens-file"):
+        sources.load_hub(pf.parse_args(["--source", "hub"]))
 
 def _fake_demo(root: Path) -> None:
     """A demo folder in the layout of sae_analysis/io/demo_paths.py (model, seed1/2 native SAEs, metrics.jsonl, freq/),
