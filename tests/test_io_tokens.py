@@ -105,6 +105,12 @@ def test_spanning_both_shards_downloads_both_then_reads_offline_from_cache(hub, 
     assert hub.state.requests == []  # listed and read from the cache, no network
 
 
+def test_n_seq_none_reads_every_shard_of_the_split(hub):
+    seqs = hub_tokens(REPO, n_seq=None, seq_len=SEQ_LEN, bos_token_id=BOS)
+    assert torch.equal(seqs, naive_sequences(ALL_ROWS, SEQ_LEN, BOS))
+    assert fetched(hub) == SHARDS
+
+
 def test_within_first_shard_downloads_only_it_and_offline_sees_only_it(hub, monkeypatch):
     seqs = hub_tokens(REPO, n_seq=5, seq_len=SEQ_LEN, bos_token_id=None, revision=commit_of(REPO))
     assert torch.equal(seqs, ALL_ROWS[:2].reshape(-1, SEQ_LEN)[:5])  # no BOS: the raw tokens

@@ -27,7 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=None, help="run folder (default: runs/<preset>)")
     parser.add_argument("--resume", action="store_true", help="continue the run saved in --out")
     parser.add_argument("--tokens", default="demo",
-                        help="'demo', a token file (.npy, .pt, .safetensors, .parquet) of rows, or a folder of .parquet shards")
+                        help="'demo', a token file (.npy, .pt, .safetensors, .parquet) of rows, a folder of .parquet shards, or "
+                             "hub:REPO[@REV] (e.g. hub:NeelNanda/c4-code-tokenized-2b, downloaded through huggingface_hub)")
     parser.add_argument("--model", default=None, help="'demo', a local model folder or a TransformerLens name")
     parser.add_argument("--bos", type=int, default=None, help="BOS token id for --tokens FILE (default: the tokenizer's)")
     parser.add_argument("--no-progress", dest="no_progress", action="store_true", help="no progress bar")
@@ -60,6 +61,18 @@ def field_docs() -> dict[str, str]:
     return docs
 
 
+def hub_sequences(spec: str, cfg: TrainConfig, bos: int | None) -> tuple[Any, Any]:
+    """`hub:REPO[@REVISION]`: every sequence of the dataset's train split (downloaded once into the huggingface_hub
+    cache), cut into seq_len with BOS first as the original did, then permuted with the run's seed."""
+    from sae_analysis.io.tokens import hub_tokens
+    from trainers.source import permute_sequences
+
+    repo, _, revision = spec.removeprefix("hub:").partition("@")
+    seqs = hub_tokens(repo, n_seq=None, seq_len=cfg.seq_len, bos_token_id=bos, revision=revision or None)
+    seqs = permute_sequences(seqs, cfg.seed)
+    return seqs, seqs  # no held-out split in the original: evaluation samples the training pool
+
+
 def load_sequences(spec: str, cfg: TrainConfig, model: Any, bos: int | None) -> tuple[Any, Any]:
     """(training sequences, evaluation sequences) for `--tokens`."""
     from trainers.source import chunk_rows, load_tokens, permute_sequences
@@ -68,11 +81,10 @@ def load_sequences(spec: str, cfg: TrainConfig, model: Any, bos: int | None) -> 
         from sae_analysis.io.demo import demo_tokens
 
         return demo_tokens("train", seq_len=cfg.seq_len), demo_tokens("eval", seq_len=cfg.seq_len)
-    if spec.startswith("hub:"):
-        raise ValueError("the trainer does not download datasets: fetch the parquet shards first (huggingface-cli download "
-                         "--repo-type dataset NeelNanda/c4-code-tokenized-2b --local-dir DIR) and pass --tokens DIR")
     if bos is None:
         bos = getattr(getattr(model, "tokenizer", None), "bos_token_id", None)
+    if spec.startswith("hub:"):
+        return hub_sequences(spec, cfg, bos)
     seqs = permute_sequences(chunk_rows(load_tokens(spec), cfg.seq_len, bos), cfg.seed)
     return seqs, seqs  # no held-out split in the original: evaluation samples the training pool (REPLICATION.md §2)
 

@@ -146,30 +146,33 @@ def _read_rows(path: Path, column: str) -> Iterator[Int[Tensor, "rows row_len"]]
 def hub_tokens(
     repo_id: str = TOKENS_REPO,
     *,
-    n_seq: int,
+    n_seq: int | None,
     seq_len: int = SEQ_LEN,
     bos_token_id: int | None,
     revision: str | None = None,
     column: str = "tokens",
     split: str = "train",
 ) -> Int[Tensor, "n_seq seq_len"]:
-    """The first `n_seq` sequences of `seq_len` tokens of a tokenized Hub dataset, in shard-name and row order, each
+    """The first `n_seq` sequences (None: all of them) of `seq_len` tokens of a tokenized Hub dataset, in shard-name and
+    row order, each
     row cut by `reshape_rows` (BOS at position 0 of every sequence unless `bos_token_id` is None; gelu-1l's BOS id comes
     from its tokenizer). Shards are downloaded one at a time, only until `n_seq` sequences are read; offline, only the
     cached shards are used. Raises HubError (offline with nothing cached, Hub unreachable or answering an error),
     MissingFileError (no shard of `split`), CorruptFileError (no such column, ragged rows, unreadable shard), ValueError
     (too few sequences, row length not a multiple of `seq_len`)."""
-    if n_seq < 1:
+    if n_seq is not None and n_seq < 1:
         raise ValueError(f"n_seq must be >= 1, got {n_seq}")
     parts: list[Tensor] = []
     have = 0
     for path in _shard_paths(repo_id, revision, split):  # lazy: the next shard is downloaded only if still needed
         for rows in _read_rows(path, column):
-            parts.append(reshape_rows(rows, seq_len, bos_token_id)[: n_seq - have])
+            parts.append(reshape_rows(rows, seq_len, bos_token_id)[: None if n_seq is None else n_seq - have])
             have += len(parts[-1])
             if have == n_seq:
                 return torch.cat(parts)
-        logger.info("read %s: %d of %d sequences so far", path.name, have, n_seq)
+        logger.info("read %s: %d sequences so far (want %s)", path.name, have, n_seq or "all")
+    if n_seq is None and have:
+        return torch.cat(parts)
     from sae_analysis.io.hub import hub_settings
 
     where = "cached " if hub_settings().offline else ""
