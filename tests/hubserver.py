@@ -18,9 +18,11 @@ request (status) for that path misbehave.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -185,3 +187,25 @@ class HubServer:
         target = self.state.root.joinpath(*(["datasets"] if repo_type == "dataset" else []), repo_id, path)
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(data)
+
+
+@contextlib.contextmanager
+def serve_hub(tmp_path: Path, monkeypatch) -> Iterator[HubServer]:
+    """A HubServer over `tmp_path/repos`, HF_ENDPOINT pointed at it, online mode, and a private empty cache."""
+    import huggingface_hub.constants as hf_constants
+
+    with HubServer(tmp_path / "repos") as server:
+        monkeypatch.setenv("HF_ENDPOINT", server.endpoint)
+        monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+        monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)  # frozen at import (conftest sets HF_HUB_OFFLINE=1)
+        monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
+        monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+        yield server
+
+
+def go_offline(monkeypatch) -> None:
+    """Switch huggingface_hub (and this project's Hub layer, which reads the environment) to offline mode."""
+    import huggingface_hub.constants as hf_constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)

@@ -9,7 +9,7 @@ import time
 
 import pytest
 import torch
-from hubserver import HubServer, commit_of
+from hubserver import commit_of, go_offline, serve_hub
 from safetensors.torch import save as save_safetensors_bytes
 
 from sae_analysis import load_sae, save_sae
@@ -27,22 +27,8 @@ def torch_bytes(obj) -> bytes:
 @pytest.fixture
 def hub(tmp_path, monkeypatch):
     """A served repo folder, HF_ENDPOINT pointed at it, online mode, and a private empty cache."""
-    import huggingface_hub.constants as hf_constants
-
-    with HubServer(tmp_path / "repos") as server:
-        monkeypatch.setenv("HF_ENDPOINT", server.endpoint)
-        monkeypatch.setenv("HF_HUB_OFFLINE", "0")
-        monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)  # frozen at import (conftest sets HF_HUB_OFFLINE=1)
-        monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
-        monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    with serve_hub(tmp_path, monkeypatch) as server:
         yield server
-
-
-def go_offline(monkeypatch):
-    import huggingface_hub.constants as hf_constants
-
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
 
 
 @pytest.fixture

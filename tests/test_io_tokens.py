@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
-from hubserver import HubServer, commit_of
+from hubserver import HubServer, commit_of, go_offline, serve_hub
 
 from sae_analysis.io import CorruptFileError, HubError, MissingFileError, hub_tokens, reshape_rows
 
@@ -62,14 +62,7 @@ def test_reshape_rows_refuses_rows_that_are_not_a_multiple(row_len, seq_len):
 @pytest.fixture
 def hub(tmp_path, monkeypatch):
     """A served dataset repo (2 train shards, decoys), HF_ENDPOINT pointed at it, online, a private empty cache."""
-    import huggingface_hub.constants as hf_constants
-
-    with HubServer(tmp_path / "repos") as server:
-        monkeypatch.setenv("HF_ENDPOINT", server.endpoint)
-        monkeypatch.setenv("HF_HUB_OFFLINE", "0")
-        monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)  # frozen at import (conftest sets HF_HUB_OFFLINE=1)
-        monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
-        monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    with serve_hub(tmp_path, monkeypatch) as server:
         server.state.page_size = 2  # the 5 entries below (+ the data/ folder) span 3 pages of the tree listing
         server.add_file(REPO, "README.md", b"# tokens", repo_type="dataset")
         server.add_file(REPO, SHARDS[0], parquet_bytes(ALL_ROWS[:3]), repo_type="dataset")
@@ -77,13 +70,6 @@ def hub(tmp_path, monkeypatch):
         server.add_file(REPO, "data/test-00000-of-00001.parquet", parquet_bytes(-ALL_ROWS), repo_type="dataset")
         server.add_file(REPO, "data/pretrain-00000.parquet", parquet_bytes(-ALL_ROWS), repo_type="dataset")
         yield server
-
-
-def go_offline(monkeypatch):
-    import huggingface_hub.constants as hf_constants
-
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
 
 
 def fetched(server: HubServer) -> list[str]:
