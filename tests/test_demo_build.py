@@ -66,7 +66,7 @@ def test_quick_model_round_trips_and_beats_nothing_silly(quick_build):
     root, manifest = quick_build
     model = load_model(root / "demo" / "model")
     tokens = demo_tokens("eval", 4, seq_len=32)
-    loss = float(model(tokens, return_type="loss"))
+    loss = float(model(tokens, return_type="loss").detach())
     assert abs(loss - manifest["model"]["eval_loss"]) < 0.5  # same model, different sample
     assert manifest["model"]["eval_loss"] < 5.55  # far below uniform over 257 tokens (ln 257 = 5.55)
 
