@@ -44,7 +44,8 @@ REPORT_ROWS: tuple[tuple[str, str, str, str, str], ...] = (
     ("Median enc-dec cosine (non-rare)", "runs.enc_dec_cos_median_nonrare", "x", "≈0.5", "[Neel] approximate"),
     ("Reconstruction score (zero ablation)", "runs.recons_score", "%", "≈92%", "[unconfirmed]"),
     ("L0 (active latents per token)", "runs.l0", "x", "no confirmed value", "—"),
-    ("ULF changepoint in training", "phase.changepoint_tokens", "tok", "≈1.6B (data exhausted ≈1.6955B)", "[unconfirmed]; data-exhaustion hypothesis"),
+    ("ULF changepoint in training", "phase.changepoint_tokens", "tok", "≈1.6B (data exhausted ≈1.6955B)",
+     "[unconfirmed]; data-exhaustion hypothesis"),
     ("Median decoder neuron kurtosis", "runs.median_kurtosis", "x", "heavy tails (Gaussian ≈ 0)", "[Neel] qualitative"),
     ("Decoder share in W_out null space", "runs.dec_null_frac_median", "x", "random direction 0.75", "[derived]"),
 )
