@@ -76,6 +76,7 @@ def f02_phase_transition(ctx: Context) -> Any:
         median_log10_freq=p["ulf_median_log10"],
         changepoint=float(p["changepoint_tokens"]),
         markers=markers,
+        log10_freq=p["log10_freq"],
         source=ctx.label(ctx.runs()[0]),
     )
 

@@ -1,4 +1,4 @@
-"""Small drawing helpers shared by the plot modules (no statistics beyond what a histogram or a legend needs)."""
+"""Small drawing helpers shared by the plot modules (no statistics beyond what a histogram, a box or a legend needs)."""
 
 from __future__ import annotations
 
@@ -54,3 +54,32 @@ def median_text(values: np.ndarray, digits: int = 3) -> str:
     kept = finite(values)
     return f"median {np.median(kept):.{digits}f}, n={len(kept)}" if len(kept) else "n=0"
 
+
+
+def box_marginal(ax: Axes, groups: Sequence[np.ndarray], colors: Sequence, *, height: float | None = None) -> Axes:
+    """A strip of horizontal box plots just above `ax`, sharing its x axis: one box per group (its finite values), the
+    first on top; whiskers at 1.5 IQR, outliers as small dots (the box marginal of the post's plotly histograms).
+    `height`: of the strip, as a fraction of `ax` (default 0.07 per group, at most 0.3). Returns the strip's Axes; an
+    empty group leaves its row blank."""
+    if len(groups) != len(colors):
+        raise ValueError(f"got {len(groups)} groups but {len(colors)} colors")
+    height = min(0.3, 0.07 * max(len(groups), 1)) if height is None else height
+    strip = ax.inset_axes((0.0, 1.02, 1.0, height), sharex=ax)
+    rows = [finite(np.asarray(g, dtype=np.float64)) for g in groups]
+    drawn = [i for i, r in enumerate(rows) if len(r)]
+    if drawn:
+        parts = strip.boxplot(
+            [rows[i] for i in drawn], positions=[-i for i in drawn], orientation="horizontal", widths=0.6, patch_artist=True,
+            medianprops={"color": "black", "linewidth": 1.0, "gid": "median"}, flierprops={"marker": ".", "markersize": 2, "alpha": 0.4},
+        )  # fmt: skip
+        for box, i in zip(parts["boxes"], drawn):
+            box.set(facecolor=colors[i], alpha=0.6, edgecolor=colors[i])
+        for flier, i in zip(parts["fliers"], drawn):
+            flier.set(markeredgecolor=colors[i], markerfacecolor=colors[i])
+    strip.set_ylim(-len(groups) + 0.5, 0.5)
+    strip.set_yticks([])
+    strip.tick_params(labelbottom=False, bottom=False)
+    strip.grid(False)
+    for side in ("left", "right", "top"):
+        strip.spines[side].set_visible(False)
+    return strip

@@ -14,7 +14,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure, SubFigure
 
-from figures._draw import as_1d, axes_or_gca, finite, percent_hist, reference_vline
+from figures._draw import as_1d, axes_or_gca, box_marginal, finite, percent_hist, reference_vline
 from figures.style import (
     BASELINE_GREY,
     CHECKPOINT_CMAP,
@@ -68,11 +68,13 @@ def plot_frequency_histograms(
     tokens: Sequence[float],
     *,
     source: str,
+    log10_freq: np.ndarray | None = None,
     title: str = "Frequencies for checkpoints",
     ax: Axes | None = None,
 ) -> Axes:
     """F2 (left): one outline per checkpoint, coloured by training tokens, with a colour bar. `percent[s]` is the percent
-    of latents per log-frequency bin of checkpoint s over the shared bin `edges` (`sae_analysis.phase.log_freq_histograms`)."""
+    of latents per log-frequency bin of checkpoint s over the shared bin `edges` (`sae_analysis.phase.log_freq_histograms`).
+    `log10_freq` [n_checkpoints, d_sae], when given, adds a box per checkpoint above (earliest on top)."""
     ax = axes_or_gca(ax)
     edges_arr, tokens_arr = as_1d(edges, "edges"), as_1d(tokens, "tokens")
     heights = np.asarray(percent, dtype=np.float64)
@@ -81,6 +83,11 @@ def plot_frequency_histograms(
     colors, mappable = _checkpoint_colors(tokens_arr)
     for row, color, n in zip(heights, colors, tokens_arr):
         ax.stairs(row, edges_arr, color=color, linewidth=1.2, label=tokens_text(n))
+    if log10_freq is not None:
+        per_ckpt = np.asarray(log10_freq, dtype=np.float64)
+        if per_ckpt.ndim != 2 or per_ckpt.shape[0] != len(tokens_arr):
+            raise ValueError(f"log10_freq must be [n_checkpoints={len(tokens_arr)}, d_sae], got {per_ckpt.shape}")
+        box_marginal(ax, list(per_ckpt), colors)
     ax.figure.colorbar(mappable, ax=ax, label="million tokens")
     ax.set(xlabel="Freq (Log10)", ylabel="Percent of latents", title=title)
     add_source(ax, source)
@@ -142,12 +149,14 @@ def plot_phase_transition(
     median_log10_freq: np.ndarray | None = None,
     changepoint: float | None = None,
     markers: Mapping[str, float] | None = None,
+    log10_freq: np.ndarray | None = None,
     fig: Figure | SubFigure | None = None,
 ) -> Figure | SubFigure:
-    """F2 as one page: histograms across checkpoints (left) and the ULF curve with its changepoint (right)."""
+    """F2 as one page: histograms across checkpoints (left; with a box per checkpoint when `log10_freq` is given) and the
+    ULF curve with its changepoint (right)."""
     fig = ensure_figure(fig, WIDE)
     left, right = fig.subplots(1, 2)
-    plot_frequency_histograms(edges, percent, tokens, source=source, ax=left)
+    plot_frequency_histograms(edges, percent, tokens, source=source, log10_freq=log10_freq, ax=left)
     plot_phase_curve(
         tokens,
         ulf_fraction,

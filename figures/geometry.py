@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.axes import Axes
 
-from figures._draw import as_1d, axes_or_gca, finite, median_text, reference_vline
+from figures._draw import as_1d, axes_or_gca, box_marginal, finite, median_text, reference_vline
 from figures.style import BASELINE_GREY, DEC_COLOR, ENC_COLOR, SEED_COLORS, add_source
 
 RANDOM_NULL_FRAC = 0.75
@@ -45,11 +45,13 @@ def plot_null_space(
     title: str = "Fraction of feature in W_out null space (non-rare)",
 ) -> Axes:
     """F20: overlaid histograms (count) of the null-space share of encoder and decoder directions, with the share a random
-    direction would have (`reference`: 0.75 for gelu-1l, (d_mlp - d_model) / d_mlp in general)."""
+    direction would have (`reference`: 0.75 for gelu-1l, (d_mlp - d_model) / d_mlp in general); a box per series above."""
     ax = axes_or_gca(ax)
-    for values, color, name in ((enc_null_frac, ENC_COLOR, "encoder"), (dec_null_frac, DEC_COLOR, "decoder")):
-        kept = finite(as_1d(values, f"{name}_null_frac"))
-        ax.hist(kept, bins=bins, range=(0.0, 1.0), color=color, alpha=0.6, label=f"{name} ({median_text(kept)})")
+    series = ((enc_null_frac, ENC_COLOR, "encoder"), (dec_null_frac, DEC_COLOR, "decoder"))
+    kept = [finite(as_1d(values, f"{name}_null_frac")) for values, _, name in series]
+    for values, (_, color, name) in zip(kept, series):
+        ax.hist(values, bins=bins, range=(0.0, 1.0), color=color, alpha=0.6, label=f"{name} ({median_text(values)})")
+    box_marginal(ax, kept, [color for _, color, _ in series])
     reference_vline(ax, reference, f"random direction: {reference:.4g}", color=BASELINE_GREY)
     ax.set(xlabel="Fraction of squared norm in the null space of W_out", ylabel="Count of latents", title=title)
     ax.legend(loc="upper left")

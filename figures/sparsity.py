@@ -12,7 +12,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure, SubFigure
 
-from figures._draw import as_1d, axes_or_gca, clip_to, median_text, percent_hist
+from figures._draw import as_1d, axes_or_gca, box_marginal, clip_to, median_text, percent_hist
 from figures.style import BASELINE_GREY, JOINT, SEED_COLORS, SPARSITY_COLORS, add_source, ensure_figure, joint_axes, seed_color
 
 Which = Literal["encoder", "decoder"]
@@ -102,10 +102,14 @@ def plot_kurtosis(
     ax: Axes | None = None,
 ) -> Axes:
     """F17: histogram of the per-latent excess kurtosis over neurons (scipy convention, REPLICATION.md §9.2), real vs the
-    Gaussian baseline, clipped into `clip` so the heavy tail piles up in the last bin instead of vanishing."""
+    Gaussian baseline, clipped into `clip` so the heavy tail piles up in the last bin instead of vanishing; a box per
+    series (of the clipped values) above."""
     ax = axes_or_gca(ax)
     lo, hi = clip
     real = as_1d(kurtosis, "kurtosis")
+    boxes = [(clip_to(as_1d(baseline, "baseline"), lo, hi), BASELINE_GREY)] if baseline is not None else []
+    boxes.append((clip_to(real, lo, hi), SEED_COLORS[0]))
+    box_marginal(ax, [b for b, _ in boxes], [c for _, c in boxes])
     if baseline is not None:
         ax.hist(
             clip_to(as_1d(baseline, "baseline"), lo, hi),

@@ -11,7 +11,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure, SubFigure
 
-from figures._draw import as_1d, axes_or_gca, finite, percent_hist, reference_vline
+from figures._draw import as_1d, axes_or_gca, box_marginal, finite, percent_hist, reference_vline
 from figures.style import WIDE, add_source, ensure_figure, seed_color
 
 ALIGNED_COS = 0.95
@@ -38,8 +38,8 @@ def plot_rare_cosine(
     bins: int = 50,
     ax: Axes | None = None,
 ) -> Axes:
-    """F7: percent of rare latents per cosine bin, one outline per run; the legend gives each run's count and share above
-    `threshold`, the title the cross-seed cosine of the mean rare directions when given."""
+    """F7: percent of rare latents per cosine bin, one outline per run, with a box per run above; the legend gives each
+    run's count and share above `threshold`, the title the cross-seed cosine of the mean rare directions when given."""
     ax = axes_or_gca(ax)
     runs = _check_runs(cos_by_run, "cos_by_run")
     edges = np.linspace(-1.0, 1.0, bins + 1)
@@ -56,6 +56,7 @@ def plot_rare_cosine(
             label=f"{run}: n={len(kept)}, {share:.1f}% > {threshold:g}",
         )
     reference_vline(ax, threshold)
+    box_marginal(ax, list(runs.values()), [seed_color(i) for i in range(len(runs))])
     ax.set(
         xlabel=f"Cosine of {which} direction with the mean rare direction",
         ylabel="Percent of rare latents",

@@ -37,6 +37,12 @@ def all_texts(target) -> list[str]:
     return texts
 
 
+def box_medians(ax) -> list[tuple[float, float]]:
+    """(x, row) of every median line in the box-marginal strip above `ax` (row 0 on top, then -1, -2, ...)."""
+    (strip,) = ax.child_axes
+    return [(float(line.get_xdata()[0]), float(np.mean(line.get_ydata()))) for line in strip.lines if line.get_gid() == "median"]
+
+
 def legend_texts(ax) -> list[str]:
     return [t.get_text() for t in ax.get_legend().get_texts()]
 
@@ -81,6 +87,18 @@ def test_f2_histograms_one_outline_per_checkpoint_coloured_by_tokens():
     np.testing.assert_allclose(stairs[0].get_edgecolor(), cmap(1.0 - 1e-12), atol=1e-3)
     assert [s.get_label() for s in stairs] == ["300M", "100M", "200M"]
     assert any(a.get_ylabel() == "million tokens" for a in ax.figure.axes)  # the colour bar
+
+
+def test_f2_box_per_checkpoint_in_checkpoint_order_and_colour(rng):
+    edges, tokens = np.linspace(-6.5, 0, 6), [1e8, 2e8, 3e8]
+    log10 = np.stack([rng.uniform(-6.5, -1, 50) + shift for shift in (0.0, 0.5, 1.0)])
+    ax = plot_frequency_histograms(edges, np.ones((3, 5)), tokens, log10_freq=log10, source="s", ax=plt.figure().gca())
+    assert box_medians(ax) == [(pytest.approx(np.median(row)), -float(i)) for i, row in enumerate(log10)]
+    (strip,) = ax.child_axes
+    stairs = [p for p in ax.patches if isinstance(p, StepPatch)]
+    np.testing.assert_allclose(strip.patches[2].get_facecolor()[:3], stairs[2].get_edgecolor()[:3])
+    with pytest.raises(ValueError, match="log10_freq must be"):
+        plot_frequency_histograms(edges, np.ones((3, 5)), tokens, log10_freq=log10[:2], source="s", ax=plt.figure().gca())
 
 
 def test_f2_histograms_reject_mismatched_shapes():
@@ -156,6 +174,7 @@ def test_f7_rare_cosine_share_above_threshold_and_cross_seed_cosine():
     assert legend_texts(ax) == ["seed1: n=10, 80.0% > 0.95", "seed2: n=10, 30.0% > 0.95"]
     assert "0.987" in ax.get_title()
     assert vline_xs(ax) == [0.95]
+    assert box_medians(ax) == [(pytest.approx(np.median(cos_a)), 0.0), (pytest.approx(np.nanmedian(cos_b)), -1.0)]
 
 
 def test_f8_projection_and_page():
@@ -183,6 +202,19 @@ def test_f20_null_space_overlay_and_reference(rng):
     assert len(heights) == 20 and sum(heights[:10]) == 30 and sum(heights[10:]) == 20
     assert vline_xs(ax) == [0.75]
     assert legend_texts(ax)[0] == f"encoder (median {np.median(enc):.3f}, n=30)"
+    assert [x for x, _ in box_medians(ax)] == [pytest.approx(np.median(enc)), pytest.approx(np.median(dec))]
+
+
+def test_box_marginal_rows_skip_empty_groups_and_share_x(rng):
+    from figures._draw import box_marginal
+
+    ax = plt.figure().gca()
+    a, b = rng.normal(0, 1, 31), np.r_[rng.normal(5, 1, 20), np.nan, np.inf]
+    strip = box_marginal(ax, [a, np.array([np.nan]), b], ["C0", "C1", "C2"])
+    assert box_medians(ax) == [(pytest.approx(np.median(a)), 0.0), (pytest.approx(np.median(b[:20])), -2.0)]
+    assert strip.get_shared_x_axes().joined(strip, ax) and strip.get_ylim() == (-2.5, 0.5)
+    with pytest.raises(ValueError, match="2 groups but 1 colors"):
+        box_marginal(ax, [a, b], ["C0"])
 
 
 def test_f9_rare_scatter_per_run(rng):

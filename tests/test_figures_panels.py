@@ -75,6 +75,9 @@ def test_f17_kurtosis_clipped_into_edge_bins(rng):
     assert real_bars[-1].get_height() >= 1 and real_bars[0].get_height() >= 1
     assert ax.get_title() == "Neuron Kurtosis (real vs random baseline, clipped at 50)"
     assert [t.get_text().split(" ")[0] for t in ax.get_legend().get_texts()] == ["random", "real"]
+    (strip,) = ax.child_axes  # box marginal of the clipped values, baseline on top
+    medians = [line.get_xdata()[0] for line in strip.lines if line.get_gid() == "median"]
+    assert medians == [pytest.approx(np.median(baseline)), pytest.approx(np.median(np.clip(real, -5, 50)))]
 
 
 def test_f21_panels_split_by_rare_mask_with_ols_line(rng):
