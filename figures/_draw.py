@@ -70,7 +70,8 @@ def box_marginal(ax: Axes, groups: Sequence[np.ndarray], colors: Sequence, *, he
     if drawn:
         parts = strip.boxplot(
             [rows[i] for i in drawn], positions=[-i for i in drawn], orientation="horizontal", widths=0.6, patch_artist=True,
-            medianprops={"color": "black", "linewidth": 1.0, "gid": "median"}, flierprops={"marker": ".", "markersize": 2, "alpha": 0.4},
+            medianprops={"color": "black", "linewidth": 1.0, "gid": "median"},
+            flierprops={"marker": ".", "markersize": 2, "alpha": 0.4},
         )  # fmt: skip
         for box, i in zip(parts["boxes"], drawn):
             box.set(facecolor=colors[i], alpha=0.6, edgecolor=colors[i])
