@@ -170,9 +170,18 @@ def resolve_source(args: argparse.Namespace) -> tuple[Source, str]:
     if args.source == "hub":
         return load_hub(args), "requested: --source hub"
 
+    from sae_analysis.io.hub import cache_only, hub_settings, hub_unreachable  # imports huggingface_hub: only here
+
+    # A quick probe: with the network down, a download would wait out huggingface_hub's ~23 s of retries first.
+    unreachable = None if hub_settings().offline else hub_unreachable()
     try:
-        return load_hub(args), "auto: the Hub (or its local cache) was reachable"
+        if unreachable is None:
+            return load_hub(args), "auto: the Hub (or its local cache) was reachable"
+        with cache_only():
+            return load_hub(args), f"auto: {unreachable}; used the local Hub cache"
     except (Skip, SAELoadError, OSError) as err:
-        reason = f"auto: Hub not used ({str(err).splitlines()[0][:200]}); fell back to the embedded demo"
+        first = str(err).splitlines()[0][:200]
+        why = first if unreachable is None else f"{unreachable}, and the local cache lacks it: {first}"
+        reason = f"auto: Hub not used ({why}); fell back to the embedded demo"
         log.warning(reason)
         return load_demo(args), reason

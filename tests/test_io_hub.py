@@ -120,6 +120,34 @@ def test_unreachable_endpoint(tmp_path, monkeypatch):
         load_sae(REPO, "run1")
 
 
+def test_reachability_probe_answers_in_well_under_the_retry_time(hub, monkeypatch):
+    from sae_analysis.io.hub import hub_unreachable
+
+    assert hub_unreachable() is None  # the local server answers (any HTTP status counts)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # discard port: connection refused
+    t0 = time.perf_counter()
+    assert hub_unreachable(timeout=2.0) == "cannot reach http://127.0.0.1:9 (ConnectionRefusedError)"
+    assert time.perf_counter() - t0 < 2.5
+    go_offline(monkeypatch)
+    assert hub_unreachable() == "HF_HUB_OFFLINE=1"
+
+
+@pytest.mark.parametrize("before", [None, "0"])
+def test_cache_only_restores_the_environment(monkeypatch, before, tmp_path):
+    import os
+
+    from sae_analysis.io.hub import cache_only, hub_settings
+
+    if before is None:
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    else:
+        monkeypatch.setenv("HF_HUB_OFFLINE", before)
+    with pytest.raises(RuntimeError), cache_only():
+        assert hub_settings().offline
+        raise RuntimeError("the block fails")
+    assert os.environ.get("HF_HUB_OFFLINE") == before
+
+
 def test_saelens_folder_in_a_hub_repo(hub, make_sae, tmp_path, gen):
     sae = make_sae(seed=4)
     sae.log10_density = -torch.rand(sae.cfg.d_sae, generator=gen)

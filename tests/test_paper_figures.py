@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -112,6 +113,35 @@ def test_auto_falls_back_to_the_demo_and_says_why(monkeypatch, tmp_path):
     monkeypatch.setattr(sources, "load_demo", lambda a: sentinel)
     source, note = sources.resolve_source(pf.parse_args([]))
     assert source is sentinel and "fell back to the embedded demo" in note and "HF_HUB_OFFLINE" in note
+
+
+def test_auto_with_the_network_down_uses_only_the_cache_and_falls_back_at_once(monkeypatch, tmp_path):
+    """HF_HUB_OFFLINE unset and the endpoint refusing connections: the Hub is tried cache-only (no ~23 s of retries)."""
+    import os
+
+    import huggingface_hub.constants as hf_constants
+
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # discard port: connection refused
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    offline_seen, sentinel, real_load_hub = [], object(), sources.load_hub
+
+    def cached_only_hub(args):
+        offline_seen.append(os.environ.get("HF_HUB_OFFLINE"))
+        return sentinel
+
+    monkeypatch.setattr(sources, "load_hub", cached_only_hub)
+    source, note = sources.resolve_source(pf.parse_args([]))
+    assert source is sentinel and offline_seen == ["1"] and "used the local Hub cache" in note
+    assert os.environ["HF_HUB_OFFLINE"] == "0"
+
+    monkeypatch.setattr(sources, "load_hub", real_load_hub)
+    monkeypatch.setattr(sources, "load_demo", lambda a: sentinel)
+    t0 = time.perf_counter()
+    source, note = sources.resolve_source(pf.parse_args([]))  # the real load_hub: empty cache, so the demo
+    assert source is sentinel and time.perf_counter() - t0 < 5.0
+    assert "cannot reach http://127.0.0.1:9" in note and "fell back to the embedded demo" in note
 
 
 def test_format_handles_missing_numbers():

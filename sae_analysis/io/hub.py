@@ -8,8 +8,12 @@ are read from the environment at call time (`HF_ENDPOINT`, `HF_HUB_OFFLINE`, `HF
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,6 +60,37 @@ def hub_settings() -> HubSettings:
     hf_home = env.get("HF_HOME")
     cache = env.get("HF_HUB_CACHE") or (os.path.join(hf_home, "hub") if hf_home else constants.HF_HUB_CACHE)
     return HubSettings(endpoint=endpoint, offline=offline, cache_dir=os.path.expanduser(cache))
+
+
+def hub_unreachable(timeout: float = 3.0) -> str | None:
+    """None when the Hub endpoint (HF_ENDPOINT) answers an HTTP request within `timeout` seconds (any status); otherwise
+    why not, in a few words. For optional Hub use (e.g. `paper_figures.py --source auto`): without it, a download with
+    the network down waits out huggingface_hub's back-off (5 retries, about 23 s) before failing."""
+    s = hub_settings()
+    if s.offline:
+        return "HF_HUB_OFFLINE=1"
+    try:
+        urllib.request.urlopen(urllib.request.Request(s.endpoint, method="HEAD"), timeout=timeout).close()
+    except urllib.error.HTTPError:
+        return None  # it answered
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", e)
+        return f"cannot reach {s.endpoint} ({type(reason).__name__ if isinstance(reason, BaseException) else reason})"
+    return None
+
+
+@contextlib.contextmanager
+def cache_only() -> Iterator[None]:
+    """Within the block, Hub loads use only the local huggingface_hub cache (as with HF_HUB_OFFLINE=1)."""
+    before = os.environ.get("HF_HUB_OFFLINE")
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("HF_HUB_OFFLINE", None)
+        else:
+            os.environ["HF_HUB_OFFLINE"] = before
 
 
 def _unreachable(repo: str, filename: str, s: HubSettings, err: BaseException) -> HubError:
