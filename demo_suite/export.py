@@ -2,8 +2,8 @@
 
     <out>/manifest.json
     <out>/model/                      config.json + model.safetensors        (sae_analysis.io.save_model)
-    <out>/seed<N>/                    cfg.json + sae_weights.safetensors (fp32) + sparsity.safetensors + trainer_cfg.json
-    <out>/seed<N>/checkpoints/<tokens>/   two intermediate SAEs, fp16, same native layout
+    <out>/seed<N>/                    cfg.json + sae_weights.safetensors (fp16) + sparsity.safetensors + trainer_cfg.json
+    <out>/seed<N>/checkpoints/<tokens>/   intermediate SAEs, fp16, same native layout (only with BuildConfig.keep_fractions)
     <out>/seed<N>/metrics.jsonl       the trainer's log (train / eval / resample / checkpoint events)
     <out>/seed<N>/freq/<tokens>.npy   per-latent log10(freq + 10^-6.5) snapshot at every checkpoint (float16)
 
@@ -66,9 +66,9 @@ def export_checkpoint(src: Path, dst: Path) -> None:
 
 
 def export_run(run_dir: Path, dst: Path, fractions: tuple[float, ...]) -> list[int]:
-    """Final SAE (fp32), the picked intermediate checkpoints (fp16), metrics.jsonl and freq snapshots; returns the
-    token counts of the exported checkpoints."""
-    shutil.copytree(run_dir / "final", dst)
+    """Final SAE and the picked intermediate checkpoints (all fp16: two fp32 4,096 x 512 SAEs alone would be 34 MB),
+    metrics.jsonl and freq snapshots; returns the token counts of the exported checkpoints."""
+    export_checkpoint(run_dir / "final", dst)
     shutil.copy2(run_dir / "metrics.jsonl", dst / "metrics.jsonl")
     shutil.copytree(run_dir / "freq", dst / "freq")
     ckpts = dict(checkpoint_dirs(run_dir))
@@ -170,7 +170,7 @@ def export_suite(cfg: Any, model: HookedTransformer, lm_metrics: dict[str, Any],
     saes: dict[str, Any] = {}
     for (name, run_dir), seed in zip(runs.items(), cfg.seeds):
         kept = export_run(run_dir, new / name, cfg.keep_fractions)
-        sae = load_sae(new / name)
+        sae = load_sae(new / name, dtype=torch.float32)  # measured as users load it: fp16 weights, fp32 compute
         tcfg = seed_config(cfg, seed)
         saes[name] = {"seed": seed, "train_tokens": tcfg.steps * tcfg.batch_size, "steps": tcfg.steps,
                       "checkpoints_exported": kept, "n_frequency_snapshots": len(list((new / name / "freq").glob("*.npy"))),
@@ -214,9 +214,9 @@ def _manifest(cfg: Any, lm_metrics: dict[str, Any], saes: dict[str, Any]) -> dic
 
 
 DEVIATIONS = [
-    "Model width halved from the issue's example (d_model 64, d_mlp 256 instead of 128 / 512): with dict_mult 8 that gives "
-    "2,048 latents (not 4,096), so both seeds train on 2 shared CPU cores in the time available and the final fp32 SAEs plus "
-    "two fp16 intermediate checkpoints per seed fit the 25 MB budget (a 4,096 x 512 SAE is 8.4 MB even in fp16).",
+    "SAE weights are stored in fp16 so that two 4,096 x 512 SAEs fit the 25 MB budget (8.4 MB each); load_sae('demo', ...) "
+    "returns them in fp32 and the headline metrics are measured that way. No intermediate checkpoint SAEs are shipped: "
+    "the per-latent frequency snapshots at every checkpoint carry the phase-transition figures.",
     "Batch 1,024 (not 4,096) and lr 1e-3 (not 1e-4): a short run needs more, larger steps; l1_coeff follows the original "
     "convention (L1 summed over the batch), chosen by a short sweep for L0 in the 10-30 range.",
     "Evaluation, frequency snapshots and resampling frequencies use the held-out eval split (the original sampled its "

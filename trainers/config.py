@@ -195,13 +195,14 @@ def parse_value(tp: Any, text: str) -> Any:
 PRESETS: dict[str, TrainConfig] = {
     "gelu-1l-run1": TrainConfig(),
     "demo": TrainConfig(
-        model_name="demo", batch_size=256, buffer_mult=32, buffer_dtype="float32", lr=1e-3, l1_coeff=3e-4 * 4096 / 256 / 8,
+        model_name="demo", batch_size=256, buffer_mult=32, buffer_dtype="float32", lr=1e-3, l1_coeff=1e-3 * 1024 / 256,
         seq_len=32, num_tokens=2_000_000, seed=0, model_batch=64, end_of_data="wrap", resample_every=2_000,
         resample_freq_tokens=65_536, log_every=20, eval_every=500, eval_tokens=16_384, checkpoint_every=250_000,
     ),
 }
 """Named settings. 'gelu-1l-run1': Neel's run 1 (seed 52, defaults of utils.py). 'demo': small settings for the embedded
-suite (a few minutes on CPU); its l1_coeff keeps run 1's per-token λ scaled for the smaller batch and model."""
+model (a few minutes on CPU); its l1_coeff is the demo build's (1e-3 at batch 1,024, `demo_suite.build`) rescaled to batch 256,
+the same per-token λ under the original convention (L1 summed over the batch)."""
 
 
 def preset(name: str) -> TrainConfig:

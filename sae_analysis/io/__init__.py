@@ -42,6 +42,8 @@ def _load_demo(name: str | None, **kw: Any) -> SAE:
         raise MissingFileError(f"load_sae('demo', NAME) needs a name; available in {root}: {available or 'none (not built)'}")
     if not (root / name).exists():
         raise MissingFileError(f"demo SAE {name!r} not found in {root}; available: {available or 'none (the demo is not built)'}")
+    if kw.get("dtype") is None:  # stored in fp16 to fit the package; analyses want fp32
+        kw["dtype"] = torch.float32
     return load_local(root / name, **kw)
 
 
@@ -60,7 +62,7 @@ def load_sae(
         such local path exists), downloaded through huggingface_hub's cache (HF_HUB_OFFLINE=1: cache only).
     name: a file stem or alias inside `source` ("25", "run1") or a sub-folder; None: `source` itself.
     revision: Hub branch, tag or commit to pin. format: one of FORMATS to skip detection.
-    dtype: cast the weights (None: keep the checkpoint's dtype).
+    dtype: cast the weights (None: keep the checkpoint's dtype; for the demo, whose SAEs are stored in fp16, float32).
     Provenance (format, path, repo, revision, commit, filename, raw cfg) is recorded in `sae.meta`; a stored
     sparsity.safetensors sets `sae.log10_density`. Raises an `SAELoadError` subclass naming the file on any failure.
     """
