@@ -180,8 +180,10 @@ def resolve_source(args: argparse.Namespace) -> tuple[Source, str]:
         with cache_only():
             return load_hub(args), f"auto: {unreachable}; used the local Hub cache"
     except (Skip, SAELoadError, OSError) as err:
-        first = str(err).splitlines()[0][:200]
-        why = first if unreachable is None else f"{unreachable}, and the local cache lacks it: {first}"
+        why = str(err).splitlines()[0][:200]
+        if unreachable is not None:  # the cache-only attempt's error would blame HF_HUB_OFFLINE, which the user did not set
+            cached = f"the local Hub cache ({hub_settings().cache_dir}) lacks the checkpoints"
+            why = f"{unreachable}, and " + (cached if isinstance(err, SAELoadError) else why)
         reason = f"auto: Hub not used ({why}); fell back to the embedded demo"
         log.warning(reason)
         return load_demo(args), reason

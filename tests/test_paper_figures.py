@@ -142,6 +142,7 @@ def test_auto_with_the_network_down_uses_only_the_cache_and_falls_back_at_once(m
     source, note = sources.resolve_source(pf.parse_args([]))  # the real load_hub: empty cache, so the demo
     assert source is sentinel and time.perf_counter() - t0 < 5.0
     assert "cannot reach http://127.0.0.1:9" in note and "fell back to the embedded demo" in note
+    assert "local Hub cache" in note and "HF_HUB_OFFLINE" not in note
 
 
 def test_format_handles_missing_numbers():
