@@ -55,7 +55,6 @@ def median_text(values: np.ndarray, digits: int = 3) -> str:
     return f"median {np.median(kept):.{digits}f}, n={len(kept)}" if len(kept) else "n=0"
 
 
-
 def box_marginal(ax: Axes, groups: Sequence[np.ndarray], colors: Sequence, *, height: float | None = None) -> Axes:
     """A strip of horizontal box plots just above `ax`, sharing its x axis: one box per group (its finite values), the
     first on top; whiskers at 1.5 IQR, outliers as small dots (the box marginal of the post's plotly histograms).
