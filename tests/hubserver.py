@@ -203,6 +203,21 @@ def serve_hub(tmp_path: Path, monkeypatch) -> Iterator[HubServer]:
         yield server
 
 
+DOWN_ENDPOINT = "http://127.0.0.1:9"
+"""The discard port: nothing listens there, so every connection is refused."""
+
+
+def network_down(monkeypatch, cache_home: Path) -> None:
+    """Online mode (HF_HUB_OFFLINE unset in effect) with an endpoint that refuses connections and an empty cache."""
+    import huggingface_hub.constants as hf_constants
+
+    monkeypatch.setenv("HF_ENDPOINT", DOWN_ENDPOINT)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)  # frozen at import (conftest sets HF_HUB_OFFLINE=1)
+    monkeypatch.setenv("HF_HOME", str(cache_home))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+
+
 def go_offline(monkeypatch) -> None:
     """Switch huggingface_hub (and this project's Hub layer, which reads the environment) to offline mode."""
     import huggingface_hub.constants as hf_constants

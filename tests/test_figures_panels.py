@@ -6,7 +6,7 @@ import matplotlib as mpl
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
-from test_figures import all_texts
+from test_figures import all_texts, box_medians
 
 from figures import (
     CaseStudy,
@@ -75,8 +75,7 @@ def test_f17_kurtosis_clipped_into_edge_bins(rng):
     assert real_bars[-1].get_height() >= 1 and real_bars[0].get_height() >= 1
     assert ax.get_title() == "Neuron Kurtosis (real vs random baseline, clipped at 50)"
     assert [t.get_text().split(" ")[0] for t in ax.get_legend().get_texts()] == ["random", "real"]
-    (strip,) = ax.child_axes  # box marginal of the clipped values, baseline on top
-    medians = [line.get_xdata()[0] for line in strip.lines if line.get_gid() == "median"]
+    medians = [x for x, _ in box_medians(ax)]  # box marginal of the clipped values, baseline on top
     assert medians == [pytest.approx(np.median(baseline)), pytest.approx(np.median(np.clip(real, -5, 50)))]
 
 

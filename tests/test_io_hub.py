@@ -9,7 +9,7 @@ import time
 
 import pytest
 import torch
-from hubserver import commit_of, go_offline, serve_hub
+from hubserver import DOWN_ENDPOINT, commit_of, go_offline, network_down, serve_hub
 from safetensors.torch import save as save_safetensors_bytes
 
 from sae_analysis import load_sae, save_sae
@@ -107,12 +107,7 @@ def test_offline_with_empty_cache_fails_fast_with_hint(hub, neel_repo, monkeypat
 
 
 def test_unreachable_endpoint(tmp_path, monkeypatch):
-    import huggingface_hub.constants as hf_constants
-
-    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # discard port: connection refused
-    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
-    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    network_down(monkeypatch, tmp_path)
     import huggingface_hub.utils._http as hf_http
 
     monkeypatch.setattr(hf_http.time, "sleep", lambda s: None)
@@ -124,7 +119,7 @@ def test_reachability_probe_answers_in_well_under_the_retry_time(hub, monkeypatc
     from sae_analysis.io.hub import hub_unreachable
 
     assert hub_unreachable() is None  # the local server answers (any HTTP status counts)
-    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # discard port: connection refused
+    monkeypatch.setenv("HF_ENDPOINT", DOWN_ENDPOINT)
     t0 = time.perf_counter()
     assert hub_unreachable(timeout=2.0) == "cannot reach http://127.0.0.1:9 (ConnectionRefusedError)"
     assert time.perf_counter() - t0 < 2.5

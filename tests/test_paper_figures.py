@@ -119,12 +119,9 @@ def test_auto_with_the_network_down_uses_only_the_cache_and_falls_back_at_once(m
     """HF_HUB_OFFLINE unset and the endpoint refusing connections: the Hub is tried cache-only (no ~23 s of retries)."""
     import os
 
-    import huggingface_hub.constants as hf_constants
+    from hubserver import network_down
 
-    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # discard port: connection refused
-    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
-    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    network_down(monkeypatch, tmp_path / "hf")
     offline_seen, sentinel, real_load_hub = [], object(), sources.load_hub
 
     def cached_only_hub(args):
