@@ -87,7 +87,7 @@ def free_port() -> int:
 
 def run_config(args: argparse.Namespace, nproc: int, threads: int, step_impl: str) -> dict:
     """Launch one configuration; returns its steady-state rate from rank 0's metrics."""
-    from trainers import read_metrics
+    from sae_analysis.io.runs import read_metrics
 
     out = Path(tempfile.mkdtemp(prefix="bench_ddp_"))
     flags = ["--d-in", str(args.d_in), "--dict-mult", str(args.dict_mult), "--batch", str(args.batch), "--steps",

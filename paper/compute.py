@@ -130,7 +130,7 @@ def phase(ctx: Context) -> dict[str, np.ndarray]:
     def compute() -> dict[str, Any]:
         if ctx.source.snapshots is None:
             raise Skip("this source has no frequency snapshots")
-        tokens, logs = ctx.source.snapshots()  # stored as log10(freq + 10^-6.5) (trainers.log; the hub path too)
+        tokens, logs = ctx.source.snapshots()  # stored as log10(freq + 10^-6.5) (sae_analysis.io.runs; the hub path too)
         snap = snapshots_from_log10(tokens, logs, source=ctx.label(), eps=LOG_FREQ_EPS)
         hist, ulf = log_freq_histograms(snap.freq), ulf_fraction_over_time(snap.freq)
         cp = changepoint(snap.tokens, ulf)
@@ -182,7 +182,7 @@ def case_study(ctx: Context, run: str, latent: int) -> dict[str, np.ndarray]:
 
 
 def training_curves(ctx: Context) -> dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]:
-    """Per run, per logged metric: (tokens, values) from the run's metrics log (trainers.log.read_metrics)."""
+    """Per run, per logged metric: (tokens, values) from the run's metrics log (sae_analysis.io.runs.read_metrics)."""
 
     def compute() -> dict[str, Any]:
         out = {}

@@ -12,7 +12,6 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,9 +22,9 @@ from sae_analysis import SAE, SAEConfig
 from sae_analysis.frequency import latent_frequencies
 from sae_analysis.io import SAELoadError, demo_dir, load_model, load_sae
 from sae_analysis.io.demo import BOS_TOKEN, demo_tokens
-from sae_analysis.io.tokens import SEQ_LEN, hub_tokens
+from sae_analysis.io.runs import read_frequency_snapshots, read_metrics
+from sae_analysis.io.tokens import SEQ_LEN, hub_tokens, load_token_file
 from sae_analysis.metrics import log10_freq
-from trainers.log import read_frequency_snapshots, read_metrics
 
 log = logging.getLogger(__name__)
 HUB_REPO = "NeelNanda/sparse_autoencoder"
@@ -116,17 +115,12 @@ def hub_eval_tokens(args: argparse.Namespace, model: Any, n_tokens: int) -> Any:
     downloaded through huggingface_hub (rows of 1,024 cut into 8 x 128 with BOS first, as the original did). Neel sampled
     random rows of his shuffled copy; the first shards are an unshuffled but equally real sample of the same data."""
     if args.tokens_file:
-        tokens = _read_tokens(Path(args.tokens_file))
+        tokens = load_token_file(args.tokens_file)
         return tokens[: max(1, n_tokens // tokens.shape[1])]
     bos = getattr(getattr(model, "tokenizer", None), "bos_token_id", None)
     if bos is None:
         raise Skip("gelu-1l's tokenizer is unavailable, so BOS is unknown: pass --tokens-file (int array [n_seq, seq_len])")
     return hub_tokens(n_seq=max(1, -(-n_tokens // SEQ_LEN)), seq_len=SEQ_LEN, bos_token_id=bos)
-
-
-def _read_tokens(path: Path) -> Any:
-    data = np.load(path, allow_pickle=False) if path.suffix == ".npy" else torch.load(path, weights_only=True)
-    return torch.as_tensor(np.asarray(data), dtype=torch.int64)
 
 
 def _smoke_sae(seed: int) -> SAE:

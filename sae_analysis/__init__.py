@@ -4,8 +4,7 @@ Public API: `SAE`, `SAEConfig`, `load_sae`, `save_sae`, `load_model`.
 """
 
 from sae_analysis.sae import SAE, ForwardOutput, SAEConfig
-
-__version__ = "0.1.0"
+from sae_analysis.version import __version__
 
 
 def __getattr__(name: str):

@@ -9,10 +9,9 @@
 from trainers.buffer import MixingBuffer, mixing_buffer
 from trainers.config import PRESETS, TrainConfig, preset
 from trainers.evaluate import ActivationEvaluator, ModelEvaluator
-from trainers.log import read_frequency_snapshots, read_metrics
-from trainers.source import ModelActivations, TensorActivations, chunk_rows, load_tokens, permute_sequences
+from trainers.source import ModelActivations, TensorActivations, permute_sequences
 from trainers.train import NonFiniteLossError, TrainResult, train, train_step
 
 __all__ = ["MixingBuffer", "mixing_buffer", "PRESETS", "TrainConfig", "preset", "ActivationEvaluator", "ModelEvaluator",
-           "read_frequency_snapshots", "read_metrics", "ModelActivations", "TensorActivations", "chunk_rows", "load_tokens",
+           "ModelActivations", "TensorActivations",
            "permute_sequences", "NonFiniteLossError", "TrainResult", "train", "train_step"]

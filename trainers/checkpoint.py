@@ -11,8 +11,6 @@ Only the latest trainer state is kept (it holds the whole buffer: ≈6.4 GB at r
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +19,7 @@ from safetensors.torch import load_file, safe_open, save_file
 from torch import Tensor
 
 from sae_analysis import SAE
+from sae_analysis.io.readers import atomic_folder, atomic_write
 
 STATE_FILE = Path("state") / "trainer_state.safetensors"
 
@@ -29,21 +28,11 @@ def save_native(sae: SAE, folder: Path, trainer_cfg: dict[str, Any]) -> Path:
     """Write `sae` (native format, via `sae_analysis.io`) and the trainer config into `folder`, replacing it atomically:
     the files go to a temporary sibling folder that is renamed into place."""
     from sae_analysis.io.native import save_sae
+    def write(tmp: Path) -> None:
+        save_sae(sae, tmp)
+        (tmp / "trainer_cfg.json").write_text(json.dumps(trainer_cfg, indent=1))
 
-    folder = Path(folder)
-    tmp = folder.parent / f".{folder.name}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    save_sae(sae, tmp)
-    (tmp / "trainer_cfg.json").write_text(json.dumps(trainer_cfg, indent=1))
-    if folder.exists():
-        old = folder.parent / f".{folder.name}.old"
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(folder, old)
-        os.replace(tmp, folder)
-        shutil.rmtree(old)
-    else:
-        os.replace(tmp, folder)
-    return folder
+    return atomic_folder(Path(folder), write)
 
 
 def optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, Tensor], dict[str, Any]]:
@@ -74,12 +63,8 @@ def load_optimizer_tensors(opt: torch.optim.Optimizer, tensors: dict[str, Tensor
 def save_state(out_dir: Path, tensors: dict[str, Tensor], meta: dict[str, Any]) -> Path:
     """Atomically write the trainer state (tensors + JSON metadata) to `out_dir/state/trainer_state.safetensors`."""
     path = Path(out_dir) / STATE_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata={"json": json.dumps(meta)})
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    data = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    atomic_write(path, lambda tmp: save_file(data, str(tmp), metadata={"json": json.dumps(meta)}), durable=True)
     return path
 
 

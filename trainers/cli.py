@@ -75,7 +75,8 @@ def hub_sequences(spec: str, cfg: TrainConfig, bos: int | None) -> tuple[Any, An
 
 def load_sequences(spec: str, cfg: TrainConfig, model: Any, bos: int | None) -> tuple[Any, Any]:
     """(training sequences, evaluation sequences) for `--tokens`."""
-    from trainers.source import chunk_rows, load_tokens, permute_sequences
+    from sae_analysis.io.tokens import load_token_file, reshape_rows
+    from trainers.source import permute_sequences
 
     if spec == "demo":
         from sae_analysis.io.demo import demo_tokens
@@ -85,7 +86,7 @@ def load_sequences(spec: str, cfg: TrainConfig, model: Any, bos: int | None) -> 
         bos = getattr(getattr(model, "tokenizer", None), "bos_token_id", None)
     if spec.startswith("hub:"):
         return hub_sequences(spec, cfg, bos)
-    seqs = permute_sequences(chunk_rows(load_tokens(spec), cfg.seq_len, bos), cfg.seed)
+    seqs = permute_sequences(reshape_rows(load_token_file(spec), cfg.seq_len, bos), cfg.seed)
     return seqs, seqs  # no held-out split in the original: evaluation samples the training pool (REPLICATION.md §2)
 
 

@@ -201,8 +201,8 @@ PRESETS: dict[str, TrainConfig] = {
     ),
 }
 """Named settings. 'gelu-1l-run1': Neel's run 1 (seed 52, defaults of utils.py). 'demo': small settings for the embedded
-model (a few minutes on CPU); its l1_coeff is the demo build's (1e-3 at batch 1,024, `demo_suite.build`) rescaled to batch 256,
-the same per-token λ under the original convention (L1 summed over the batch)."""
+model (a few minutes on CPU); its l1_coeff is the demo build's (1e-3 at batch 1,024, `trainers.demo.config`) rescaled to
+batch 256, the same per-token λ under the original convention (L1 summed over the batch)."""
 
 
 def preset(name: str) -> TrainConfig:

@@ -12,12 +12,13 @@ leaves a shared file whose step has a complete set of rank files.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 from safetensors.torch import load_file, safe_open, save_file
 from torch import Tensor
+
+from sae_analysis.io.readers import atomic_write
 
 RANK_TENSOR_PREFIXES = ("buffer/", "rng/")
 RANK_META_KEYS = ("buffer", "source")
@@ -31,14 +32,9 @@ def save_rank_state(out_dir: str | Path, rank: int, step: int, tensors: dict[str
     """Atomically write the rank-local part of a full trainer state (`Trainer.state()`): tensors under
     `RANK_TENSOR_PREFIXES` and metadata under `RANK_META_KEYS`."""
     path = rank_state_path(out_dir, rank, step)
-    path.parent.mkdir(parents=True, exist_ok=True)
     local = {k: v.detach().contiguous().cpu() for k, v in tensors.items() if k.startswith(RANK_TENSOR_PREFIXES)}
     info = {"rank": rank, "step": step, **{k: meta[k] for k in RANK_META_KEYS}}
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file(local, str(tmp), metadata={"json": json.dumps(info)})
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: save_file(local, str(tmp), metadata={"json": json.dumps(info)}), durable=True)
     return path
 
 

@@ -1,20 +1,18 @@
-"""Where activations come from: token arrays chunked as in the original, and resumable activation-chunk iterators.
+"""Where activations come from: token sequences permuted with the run's seed, and resumable activation-chunk iterators.
 
-Tokens (REPLICATION.md §2): rows of the tokenized dataset are split into sequences of `seq_len` tokens whose position 0 is
-overwritten with BOS, then permuted with the run's seed. Chunks: the model runs on `model_batch` sequences at a time with
-`stop_at_layer` (via `sae_analysis.activations.hook_activations`), and the `[batch * pos, d_in]` activations are yielded.
-Sources count consumed sequences in `position`, so a run can resume from the same place; with `wrap=True` they restart
-at the end of the data (a new `epoch`) and log a warning.
+Tokens (REPLICATION.md §2) are read and cut into BOS-first sequences by `sae_analysis.io.tokens` (`load_token_file`,
+`reshape_rows`, `hub_tokens`), then permuted here with the run's seed. Chunks: the model runs on `model_batch` sequences
+at a time with `stop_at_layer` (via `sae_analysis.activations.hook_activations`), and the `[batch * pos, d_in]`
+activations are yielded. Sources count consumed sequences in `position`, so a run can resume from the same place; with
+`wrap=True` they restart at the end of the data (a new `epoch`) and log a warning.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
@@ -22,59 +20,10 @@ from torch import Tensor
 log = logging.getLogger(__name__)
 
 
-def chunk_rows(rows: Int[Tensor, "n_rows row_len"], seq_len: int, bos_token_id: int | None) -> Int[Tensor, "n_seq seq_len"]:
-    """Split each row into `row_len // seq_len` sequences (a trailing remainder is dropped) and, unless `bos_token_id` is
-    None, overwrite position 0 of every sequence with BOS (Neel's utils.py; in sequences 2.. of a row this replaces a real
-    token)."""
-    n_rows, row_len = rows.shape
-    if row_len < seq_len:
-        raise ValueError(f"rows of {row_len} tokens are shorter than seq_len={seq_len}")
-    per_row = row_len // seq_len
-    seqs = rows[:, :per_row * seq_len].reshape(n_rows * per_row, seq_len).clone()
-    if bos_token_id is not None:
-        seqs[:, 0] = bos_token_id
-    return seqs
-
-
 def permute_sequences(tokens: Int[Tensor, "n_seq pos"], seed: int) -> Int[Tensor, "n_seq pos"]:
     """The sequences in a seeded random order (each run of the original permutes its token cache again)."""
     perm = torch.randperm(len(tokens), generator=torch.Generator().manual_seed(seed))
     return tokens[perm]
-
-
-def load_tokens(path: str | Path, column: str = "tokens") -> Int[Tensor, "n_rows row_len"]:
-    """A 2-D integer token array from `.npy`, `.pt` (a tensor, loaded with weights_only=True), `.safetensors` (key
-    'tokens' or the only key), `.parquet` (the list column `column`, as in the Hub dataset NeelNanda/c4-code-tokenized-2b:
-    download its shards with `huggingface-cli download --repo-type dataset ...`), or a folder of `.parquet` shards
-    (read in name order)."""
-    path = Path(path)
-    if path.is_dir():
-        shards = sorted(path.glob("**/*.parquet"))
-        if not shards:
-            raise ValueError(f"{path} holds no .parquet files")
-        return torch.cat([load_tokens(p, column) for p in shards])
-    tokens = _read_token_file(path, column)
-    if not isinstance(tokens, Tensor) or tokens.ndim != 2 or tokens.is_floating_point():
-        raise ValueError(f"{path}: expected a 2-D integer array of token ids")
-    return tokens.long()
-
-
-def _read_token_file(path: Path, column: str) -> Any:
-    if path.suffix == ".npy":
-        return torch.from_numpy(np.load(path, allow_pickle=False))
-    if path.suffix in (".pt", ".pth"):
-        return torch.load(path, map_location="cpu", weights_only=True)
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        data = load_file(str(path))
-        return data["tokens"] if "tokens" in data else next(iter(data.values()))
-    if path.suffix == ".parquet":
-        import pandas as pd
-
-        values = pd.read_parquet(path, columns=[column])[column].to_numpy()
-        return torch.from_numpy(np.stack(values)) if len(values) else None
-    raise ValueError(f"unsupported token file {path}: expected .npy, .pt, .safetensors or .parquet")
 
 
 class _ChunkSource(Iterator[Tensor]):

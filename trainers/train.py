@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from sae_analysis import SAE
 from sae_analysis.frequency import FrequencyResult
+from sae_analysis.io.runs import METRICS_FILE, MetricsWriter, write_frequency_snapshot
 from sae_analysis.metrics import explained_variance, frequency_fractions, l0, log10_freq
 from trainers import checkpoint as ckpt
 from trainers.buffer import MixingBuffer
@@ -43,7 +44,6 @@ from trainers.dead import (
 )
 from trainers.evaluate import Evaluator
 from trainers.interrupt import StopFlag
-from trainers.log import METRICS_FILE, MetricsWriter, write_frequency_snapshot
 from trainers.memory import keep_freed_memory
 from trainers.step import FusedStep
 

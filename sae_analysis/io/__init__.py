@@ -29,7 +29,8 @@ from sae_analysis.io.errors import (
 )
 from sae_analysis.io.model import load_model, save_model
 from sae_analysis.io.native import save_sae
-from sae_analysis.io.tokens import hub_tokens, reshape_rows
+from sae_analysis.io.runs import read_frequency_snapshots, read_metrics
+from sae_analysis.io.tokens import hub_tokens, load_token_file, reshape_rows
 from sae_analysis.sae import SAE
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -80,5 +81,6 @@ def load_sae(
 __all__ = [
     "load_sae", "save_sae", "load_model", "save_model", "load_local", "detect_format", "FORMATS", "demo_dir",
     "SAELoadError", "MissingFileError", "CorruptFileError", "UnsafePickleError", "ShapeMismatchError",
-    "NonFiniteWeightsError", "UnknownFormatError", "HubError", "hub_tokens", "reshape_rows",
+    "NonFiniteWeightsError", "UnknownFormatError", "HubError", "hub_tokens", "reshape_rows", "load_token_file",
+    "read_metrics", "read_frequency_snapshots",
 ]  # fmt: skip

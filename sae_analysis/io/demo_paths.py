@@ -13,7 +13,7 @@
       seed1/freq/<tokens>.npy        per-latent log10(freq + 10^-6.5) at every checkpoint, float16
                                      (trainers.read_frequency_snapshots)
 
-Written by `demo_suite` (`sae-analysis demo build`); the corpus reader is `sae_analysis.io.demo.demo_tokens`.
+Written by `trainers.demo` (`sae-analysis demo build`); the corpus reader is `sae_analysis.io.demo.demo_tokens`.
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ from sae_analysis.io.assemble import assemble_sae
 from sae_analysis.io.errors import CorruptFileError, UnknownFormatError
 from sae_analysis.io.readers import read_json, read_safetensors, write_json, write_safetensors
 from sae_analysis.sae import SAE, SAEConfig
+from sae_analysis.version import __version__
 
 logger = logging.getLogger(__name__)
 
@@ -117,8 +118,6 @@ def load_saelens(folder: Path, *, device: torch.device | str | None = None, dtyp
 # ----- writing ------------------------------------------------------------------------------------------------------
 def config_to_saelens(sae: SAE) -> dict[str, Any]:
     """The SAELens-6 cfg.json dict for `sae` (this project's extras under metadata.sae_analysis)."""
-    from sae_analysis import __version__
-
     c = sae.cfg
     source = {k: v for k, v in sae.meta.items() if k in ("format", "repo", "revision", "commit", "filename") and v is not None}
     raw: dict[str, Any] = {

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -69,17 +70,51 @@ def read_safetensors(path: Path) -> dict[str, Tensor]:
         raise CorruptFileError(f"cannot read {path} as safetensors ({e}); the file may be truncated or corrupt") from None
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call `write(tmp)` on a temporary path in `path`'s folder, then move it onto `path` with `os.replace`."""
+def atomic_write(path: Path, write: Callable[[Path], None], *, durable: bool = False) -> None:
+    """Call `write(tmp)` on a temporary path in `path`'s folder, then move it onto `path` with `os.replace`. With
+    `durable`, the file is flushed to disk (fsync) before the move, so a crash right after cannot leave it empty."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
         write(tmp)
+        if durable:
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def replace_folder(new: Path, folder: Path) -> Path:
+    """Put the finished folder `new` in `folder`'s place: the old folder is renamed aside first and deleted last, so a
+    reader sees either the old or the new folder, never a mix."""
+    new, folder = Path(new), Path(folder)
+    old = folder.parent / f".{folder.name}.old"
+    shutil.rmtree(old, ignore_errors=True)
+    if folder.exists():
+        os.replace(folder, old)
+    os.replace(new, folder)
+    shutil.rmtree(old, ignore_errors=True)
+    return folder
+
+
+def atomic_folder(folder: Path, write: Callable[[Path], None]) -> Path:
+    """Call `write(tmp)` on a fresh temporary sibling folder of `folder`, then `replace_folder` it into place; on an
+    error the temporary folder is removed and `folder` is left as it was."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = folder.parent / f".{folder.name}.new"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        write(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return replace_folder(tmp, folder)
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
@@ -93,4 +128,5 @@ def write_safetensors(path: Path, tensors: dict[str, Tensor]) -> None:
     atomic_write(path, lambda tmp: save_file(data, str(tmp)))
 
 
-__all__ = ["require_file", "read_json", "read_torch_state", "read_safetensors", "atomic_write", "write_json", "write_safetensors"]
+__all__ = ["require_file", "read_json", "read_torch_state", "read_safetensors", "atomic_write", "replace_folder", "atomic_folder",
+           "write_json", "write_safetensors"]

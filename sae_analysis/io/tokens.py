@@ -1,4 +1,5 @@
-"""Evaluation tokens from the Hub dataset `NeelNanda/c4-code-tokenized-2b` (REPLICATION.md §2 "Data").
+"""Token data, the one home of every token format: local token files (`load_token_file`), the row cutting of the
+original (`reshape_rows`), and tokens from the Hub dataset `NeelNanda/c4-code-tokenized-2b` (REPLICATION.md §2 "Data").
 
 The dataset's split `train` holds rows of 1,024 token ids in the list column `tokens`; each row is cut into 8 sequences
 of 128 and position 0 of every sequence is overwritten with BOS (Neel's utils.py; in sequences 2-8 of a row this replaces
@@ -12,11 +13,13 @@ already in the local huggingface_hub cache instead. The Hub settings (endpoint, 
 from __future__ import annotations
 
 import logging
+import pickle
 import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import einops
+import numpy as np
 import torch
 from jaxtyping import Int
 from torch import Tensor
@@ -37,16 +40,61 @@ def reshape_rows(
     rows: Int[Tensor, "n_rows row_len"], seq_len: int = SEQ_LEN, bos_token_id: int | None = None
 ) -> Int[Tensor, "n_seq seq_len"]:
     """Cut each row into `row_len // seq_len` consecutive sequences, "(batch (x seq_len)) -> ((batch x) seq_len)", so
-    sequence `i * x + j` is row i's tokens `[j * seq_len, (j + 1) * seq_len)`. Unless `bos_token_id` is None, position 0
-    of every sequence is overwritten with BOS (REPLICATION.md §2). The input is never modified.
-    Raises ValueError when `row_len` is not a positive multiple of `seq_len`."""
-    row_len = rows.shape[1]
-    if seq_len < 1 or row_len == 0 or row_len % seq_len:
-        raise ValueError(f"rows of {row_len} tokens cannot be cut into sequences of seq_len={seq_len}: need a multiple")
-    seqs = einops.rearrange(rows, "batch (x seq_len) -> (batch x) seq_len", seq_len=seq_len).clone()
+    sequence `i * x + j` is row i's tokens `[j * seq_len, (j + 1) * seq_len)`; a trailing remainder of
+    `row_len % seq_len` tokens per row is dropped (with a warning: gelu-1l's 1,024-token rows have none). Unless
+    `bos_token_id` is None, position 0 of every sequence is overwritten with BOS (REPLICATION.md §2; in sequences 2.. of
+    a row this replaces a real token). The input is never modified. Raises ValueError when rows are shorter than
+    `seq_len`."""
+    n_rows, row_len = rows.shape
+    if seq_len < 1 or row_len < seq_len:
+        raise ValueError(f"rows of {row_len} tokens cannot be cut into sequences of seq_len={seq_len}")
+    per_row = row_len // seq_len
+    if row_len % seq_len:
+        logger.warning("rows of %d tokens: dropping the last %d tokens of each row to cut sequences of %d",
+                       row_len, row_len % seq_len, seq_len)
+    kept = rows[:, : per_row * seq_len]
+    seqs = einops.rearrange(kept, "batch (x seq_len) -> (batch x) seq_len", seq_len=seq_len).clone()
     if bos_token_id is not None:
         seqs[:, 0] = bos_token_id
     return seqs
+
+
+def load_token_file(path: str | Path, column: str = "tokens") -> Int[Tensor, "n_rows row_len"]:
+    """A 2-D int64 token array from `.npy` (no pickles), `.pt` (a tensor, loaded with weights_only=True),
+    `.safetensors` (key 'tokens' or the only key), `.parquet` (the list column `column`, as in the shards of
+    NeelNanda/c4-code-tokenized-2b), or a folder of `.parquet` shards (read in name order). Rows are not cut:
+    `reshape_rows` does that. Raises MissingFileError / CorruptFileError naming the file, ValueError for other suffixes."""
+    path = Path(path)
+    if path.is_dir():
+        shards = sorted(path.glob("**/*.parquet"))
+        if not shards:
+            raise MissingFileError(f"{path} holds no .parquet files: pass a token file or a folder of parquet shards")
+        return torch.cat([load_token_file(p, column) for p in shards])
+    if not path.is_file():
+        raise MissingFileError(f"missing token file {path}")
+    tokens = _read_token_array(path, column)
+    if not isinstance(tokens, Tensor) or tokens.ndim != 2 or tokens.is_floating_point():
+        raise CorruptFileError(f"{path}: expected a 2-D integer array of token ids [n_rows, row_len]")
+    return tokens.long()
+
+
+def _read_token_array(path: Path, column: str) -> object:
+    try:
+        if path.suffix == ".npy":
+            return torch.from_numpy(np.load(path, allow_pickle=False))
+        if path.suffix in (".pt", ".pth"):
+            return torch.load(path, map_location="cpu", weights_only=True)
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            data = load_file(str(path))
+            return data["tokens"] if "tokens" in data else next(iter(data.values()), None)
+    except (ValueError, OSError, RuntimeError, EOFError, pickle.UnpicklingError) as e:
+        raise CorruptFileError(f"cannot read {path} as a token array ({type(e).__name__}: {e})") from None
+    if path.suffix == ".parquet":
+        parts = list(_read_rows(path, column))
+        return torch.cat(parts) if parts else None
+    raise ValueError(f"unsupported token file {path}: expected .npy, .pt, .safetensors, .parquet or a folder of .parquet")
 
 
 def _in_split(path: str, split: str) -> bool:
@@ -159,7 +207,7 @@ def hub_tokens(
     from its tokenizer). Shards are downloaded one at a time, only until `n_seq` sequences are read; offline, only the
     cached shards are used. Raises HubError (offline with nothing cached, Hub unreachable or answering an error),
     MissingFileError (no shard of `split`), CorruptFileError (no such column, ragged rows, unreadable shard), ValueError
-    (too few sequences, row length not a multiple of `seq_len`)."""
+    (too few sequences, rows shorter than `seq_len`)."""
     if n_seq is not None and n_seq < 1:
         raise ValueError(f"n_seq must be >= 1, got {n_seq}")
     parts: list[Tensor] = []
@@ -179,4 +227,4 @@ def hub_tokens(
     raise ValueError(f"the {where}shards of {repo_id} split {split!r} hold only {have} sequences of {seq_len} < n_seq={n_seq}")
 
 
-__all__ = ["TOKENS_REPO", "SEQ_LEN", "reshape_rows", "hub_tokens", "download_dataset_file"]
+__all__ = ["TOKENS_REPO", "SEQ_LEN", "reshape_rows", "load_token_file", "hub_tokens", "download_dataset_file"]

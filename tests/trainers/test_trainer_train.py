@@ -13,14 +13,13 @@ import torch
 from safetensors.torch import load_file
 
 from sae_analysis import SAE
+from sae_analysis.io.runs import read_frequency_snapshots, read_metrics
 from trainers import (
     ActivationEvaluator,
     NonFiniteLossError,
     TensorActivations,
     TrainConfig,
     preset,
-    read_frequency_snapshots,
-    read_metrics,
     train,
 )
 from trainers.train import make_buffer

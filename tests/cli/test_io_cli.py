@@ -11,10 +11,10 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-import sae_analysis_cli
+import sae_analysis.cli as sae_cli
 from sae_analysis import save_sae
-from sae_analysis_cli import main
-from sae_analysis_cli.info import decoder_norm_stats
+from sae_analysis.cli import main
+from sae_analysis.cli.info import decoder_norm_stats
 
 D = 6
 
@@ -95,8 +95,8 @@ def test_registry_is_lazy_and_lists_missing_modules(tmp_path, monkeypatch, capsy
         "def run(args):\n    print('ran', args.n)\n    return 0\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setitem(sae_analysis_cli.SUBCOMMANDS, "fake", "fake_cmd_mod")
-    monkeypatch.setitem(sae_analysis_cli.SUBCOMMANDS, "ghost", "sae_analysis_cli.does_not_exist")
+    monkeypatch.setitem(sae_cli.BUILTIN, "fake", "fake_cmd_mod")
+    monkeypatch.setitem(sae_cli.BUILTIN, "ghost", "sae_analysis.cli.does_not_exist")
     assert main(["info", "/nowhere"]) == 2 and "fake_cmd_mod" not in sys.modules  # only the selected module is imported
     assert main(["fake", "--n", "3"]) == 0 and "ran 3" in capsys.readouterr().out
     with pytest.raises(SystemExit) as e:

@@ -19,7 +19,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from trainers import ActivationEvaluator, TrainConfig, read_metrics
+from sae_analysis.io.runs import read_metrics
+from trainers import ActivationEvaluator, TrainConfig
 from trainers.ddp_launch import shard_sequences
 from trainers.ddp_state import load_rank_state, prune_rank_states, rank_state_path, save_rank_state
 from trainers.distributed import (
@@ -331,7 +332,7 @@ def test_nproc_relaunch_reproduces_the_command_line():
     """`sae-analysis train ... --nproc 2` relaunches `python -m trainers` with the same settings (minus --nproc)."""
     import argparse
 
-    from sae_analysis_cli import build_parser
+    from sae_analysis.cli import build_parser
     from trainers.cli import add_arguments
     from trainers.ddp_launch import DDP_ARGS, namespace_argv
 

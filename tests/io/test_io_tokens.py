@@ -10,9 +10,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
-from hubserver import HubServer, commit_of, go_offline, serve_hub
 
-from sae_analysis.io import CorruptFileError, HubError, MissingFileError, hub_tokens, reshape_rows
+from sae_analysis.io import CorruptFileError, HubError, MissingFileError, hub_tokens, load_token_file, reshape_rows
+from tests.hubserver import HubServer, commit_of, go_offline, serve_hub
 
 REPO = "NeelNanda/c4-code-tokenized-2b"
 SHARDS = ["data/train-00000-of-00002.parquet", "data/train-00001-of-00002.parquet"]
@@ -53,10 +53,63 @@ def test_reshape_rows_keeps_every_token_in_place_and_overwrites_only_position_0(
     assert torch.equal(reshape_rows(ALL_ROWS, SEQ_LEN, BOS), naive_sequences(ALL_ROWS, SEQ_LEN, BOS))
 
 
-@pytest.mark.parametrize("row_len, seq_len", [(100, 128), (130, 128), (64, 0)])
-def test_reshape_rows_refuses_rows_that_are_not_a_multiple(row_len, seq_len):
+@pytest.mark.parametrize("row_len, seq_len", [(100, 128), (64, 0)])
+def test_reshape_rows_refuses_rows_shorter_than_a_sequence(row_len, seq_len):
     with pytest.raises(ValueError, match=f"{row_len} tokens .*seq_len={seq_len}"):
         reshape_rows(torch.zeros(2, row_len, dtype=torch.long), seq_len)
+
+
+def test_reshape_rows_drops_the_remainder_of_each_row_and_says_so(caplog):
+    rows = torch.arange(2 * 10).reshape(2, 10)
+    with caplog.at_level("WARNING"):
+        seqs = reshape_rows(rows, 4, bos_token_id=99)
+    assert seqs.tolist() == [[99, 1, 2, 3], [99, 5, 6, 7], [99, 11, 12, 13], [99, 15, 16, 17]]
+    assert "dropping the last 2 tokens" in caplog.text
+    assert torch.equal(reshape_rows(rows, 5, None), rows.reshape(4, 5))
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".pt", ".safetensors", ".parquet"])
+def test_load_token_file_round_trip(tmp_path, suffix):
+    import numpy as np
+    import pandas as pd
+    from safetensors.torch import save_file
+
+    rows = torch.randint(0, 1000, (5, 7))
+    path = tmp_path / f"t{suffix}"
+    {".npy": lambda: np.save(path, rows.numpy()), ".pt": lambda: torch.save(rows, path),
+     ".safetensors": lambda: save_file({"tokens": rows}, str(path)),
+     ".parquet": lambda: pd.DataFrame({"tokens": list(rows.numpy()), "x": range(5)}).to_parquet(path)}[suffix]()
+    assert torch.equal(load_token_file(path), rows)
+    if suffix == ".parquet":  # a folder of shards, read in name order
+        (tmp_path / "shards").mkdir()
+        for i, part in enumerate((rows[:2], rows[2:])):
+            pd.DataFrame({"tokens": list(part.numpy())}).to_parquet(tmp_path / "shards" / f"train-{i:05d}.parquet")
+        assert torch.equal(load_token_file(tmp_path / "shards"), rows)
+
+
+def test_load_token_file_refuses_hostile_files_naming_them(tmp_path):
+    import numpy as np
+
+    np.save(tmp_path / "f.npy", np.zeros((3, 3), dtype=np.float32))
+    with pytest.raises(CorruptFileError, match="f.npy.*integer"):
+        load_token_file(tmp_path / "f.npy")
+    np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(CorruptFileError, match="obj.npy"):  # a pickled object array is never unpickled
+        load_token_file(tmp_path / "obj.npy")
+    torch.save({"x": torch.zeros(2, 2, dtype=torch.long)}, tmp_path / "d.pt")
+    with pytest.raises(CorruptFileError, match="d.pt"):
+        load_token_file(tmp_path / "d.pt")
+    (tmp_path / "t.npy").write_bytes(b"\x93NUMPY garbage")
+    with pytest.raises(CorruptFileError, match="t.npy"):
+        load_token_file(tmp_path / "t.npy")
+    with pytest.raises(MissingFileError, match="nowhere.npy"):
+        load_token_file(tmp_path / "nowhere.npy")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(MissingFileError, match="no .parquet"):
+        load_token_file(tmp_path / "empty")
+    with pytest.raises(ValueError, match="unsupported token file"):
+        (tmp_path / "t.csv").write_text("1,2")
+        load_token_file(tmp_path / "t.csv")
 
 
 @pytest.fixture
@@ -129,8 +182,8 @@ def test_shard_without_the_column_is_a_clear_error(hub):
 def test_hostile_requests_fail_clearly(hub):
     with pytest.raises(ValueError, match="only 20 sequences of 16 < n_seq=21"):
         hub_tokens(REPO, n_seq=21, seq_len=SEQ_LEN, bos_token_id=BOS)
-    with pytest.raises(ValueError, match="64 tokens .*seq_len=48"):
-        hub_tokens(REPO, n_seq=1, seq_len=48, bos_token_id=BOS)
+    with pytest.raises(ValueError, match="64 tokens .*seq_len=65"):
+        hub_tokens(REPO, n_seq=1, seq_len=65, bos_token_id=BOS)
     with pytest.raises(HubError, match="dataset nobody/nothing not found"):
         hub_tokens("nobody/nothing", n_seq=1, seq_len=SEQ_LEN, bos_token_id=BOS)
     with pytest.raises(HubError, match="no revision 'v9'"):

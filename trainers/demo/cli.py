@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 
 HELP = "regenerate the embedded demo suite (tiny model + two SAE seeds), offline, from the Python stdlib"
@@ -22,7 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     build.add_argument("--quick", action="store_true", help="tiny sizes (about a minute); never writes the packaged demo")
     build.add_argument("--out", type=Path, default=None,
-                       help="export folder (default: the packaged sae_analysis/data/demo; required with --quick)")
+                       help="export folder (default: sae_analysis/data/demo of this source checkout; required with --quick or "
+                            "when sae_analysis is installed from a wheel)")
     build.add_argument("--work", type=Path, default=None,
                        help="folder for intermediate training state (default: ./runs/demo-build for the packaged demo, "
                             "else <out>.work beside the export folder)")
@@ -37,14 +39,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run `demo build`; returns the process exit status."""
-    from demo_suite.build import full_config, quick_config, run_build, train_one_seed
-    from sae_analysis.io.demo_paths import demo_dir
+    from trainers.demo.build import run_build, train_one_seed
+    from trainers.demo.config import full_config, quick_config
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    if args.quick and (args.out is None or args.out.resolve() == demo_dir().resolve()):
-        print("demo build --quick needs --out DIR outside the package (the quick variant never overwrites the packaged demo)")
+    if args.quick and (args.out is None or args.out.resolve() == checkout_demo_dir()):
+        print("demo build --quick needs --out DIR outside sae_analysis/data/demo (the quick variant never overwrites the "
+              "committed demo)", file=sys.stderr)
         return 2
-    out = args.out if args.out is not None else demo_dir()
+    out = args.out if args.out is not None else checkout_demo_dir()
+    if out is None:
+        print("demo build: pass --out DIR: the default writes into a source checkout's sae_analysis/data/demo, and this "
+              "sae_analysis is an installed copy, not a checkout", file=sys.stderr)
+        return 2
     work = args.work
     if work is None:
         work = Path.cwd() / "runs" / "demo-build" if args.out is None else out.parent / f"{out.name}.work"
@@ -64,8 +71,17 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def checkout_demo_dir() -> Path | None:
+    """The demo folder of the source checkout this code runs from, or None for an installed copy: the build writes into
+    a checkout (whose git history then records the new suite) or into --out, never into site-packages."""
+    from sae_analysis.io.demo_paths import demo_dir
+
+    folder = demo_dir()
+    return folder if (folder.parents[2] / "pyproject.toml").is_file() else None
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Standalone entry point (`python -m demo_suite`), without the `sae-analysis` dispatcher."""
+    """Standalone entry point (`python -m trainers.demo`), without the `sae-analysis` dispatcher."""
     parser = argparse.ArgumentParser(prog="sae-analysis demo", description=HELP)
     add_arguments(parser)
     return run(parser.parse_args(argv))

@@ -2,7 +2,7 @@
 
 Stages (each writes its results into the work folder and is skipped on `--resume` when already complete):
 
-1. ``lm``: train the demo model on the train split (`demo_suite.lm`); score it and the add-one bigram baseline on eval.
+1. ``lm``: train the demo model on the train split (`trainers.demo.lm`); score it and the add-one bigram baseline on eval.
 2. ``sae/seed<N>``: train one SAE per seed with `trainers` on the model's ``blocks.0.mlp.hook_post``.
 3. ``export``: write the folder `sae_analysis.io.demo_paths` describes (model, final SAEs in fp16, metrics logs, frequency
    snapshots) and a manifest with the headline metrics measured on the eval split.
@@ -14,73 +14,21 @@ import dataclasses
 import json
 import logging
 import shutil
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from safetensors.torch import load_file
 from transformer_lens import HookedTransformer
 
-from demo_suite.corpus import bigram_loss
-from demo_suite.lm import LMConfig, eval_loss, make_model, train_lm
 from sae_analysis.io.demo import corpus_fingerprint, demo_tokens
 from sae_analysis.io.readers import write_json, write_safetensors
 from trainers import ModelActivations, ModelEvaluator, TrainConfig, permute_sequences, train
+from trainers.demo.config import BuildConfig, seed_config
+from trainers.demo.corpus import bigram_loss
+from trainers.demo.export import export_suite
+from trainers.demo.lm import eval_loss, make_model, train_lm
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class BuildConfig:
-    """Everything that determines the demo suite."""
-
-    lm: LMConfig = field(default_factory=LMConfig)
-    """The demo language model and its training schedule."""
-    sae: TrainConfig = field(default_factory=lambda: demo_train_config(488, 16, l1_coeff=1e-3, lr=1e-3))
-    """SAE training settings shared by every seed (the seed field is replaced per seed)."""
-    seeds: tuple[int, ...] = (1, 2)
-    """One SAE per seed, exported as seed1, seed2, ..."""
-    n_lm_eval_seqs: int = 2048
-    """Eval-split sequences used to score the model and the bigram baseline."""
-    n_metric_seqs: int = 1024
-    """Eval-split sequences for the headline SAE metrics written into the manifest."""
-    keep_fractions: tuple[float, ...] = ()
-    """Intermediate checkpoints exported per seed (fp16): those nearest these fractions of training. None by default: a
-    4,096 x 512 SAE is 8.4 MB in fp16, so two finals already take most of the 25 MB budget; the frequency snapshots carry
-    the phase-transition curves."""
-    quick: bool = False
-    """The tiny CI variant (recorded in the manifest)."""
-
-
-def demo_train_config(steps_per_checkpoint: int, n_resamples: int, *, l1_coeff: float, lr: float, batch_size: int = 1024,
-                      resample_freq_tokens: int = 2**18, eval_tokens: int = 2**15, seq_len: int = 128) -> TrainConfig:
-    """Trainer settings of the demo: Neel's recipe (original loss convention, gradient projection without renormalising,
-    Kaiming resampling of latents below 10^-5.5 right after each checkpoint) at demo scale.
-
-    A checkpoint (+ frequency snapshot) and a resample every `steps_per_checkpoint` steps, `n_resamples` times; training
-    then runs `steps_per_checkpoint - 1` more steps without resampling, so the final SAE is not full of freshly
-    re-initialised latents (Neel's final checkpoint likewise came 8,281 steps after his last resample, REPLICATION.md §5)."""
-    steps = (n_resamples + 1) * steps_per_checkpoint - 1
-    return TrainConfig(
-        model_name="demo", dict_mult=8, batch_size=batch_size, buffer_mult=64, buffer_dtype="float32", lr=lr,
-        l1_coeff=l1_coeff, loss_convention="original", seq_len=seq_len, num_tokens=steps * batch_size, seed=1,
-        model_batch=64, end_of_data="wrap", decoder_norm="project_grad", resample="kaiming",
-        resample_every=steps_per_checkpoint, resample_freq_tokens=resample_freq_tokens, log_every=50,
-        eval_every=max(1, steps_per_checkpoint // 2), eval_tokens=eval_tokens, checkpoint_every=steps_per_checkpoint * batch_size,
-    )  # fmt: skip
-
-
-def full_config() -> BuildConfig:
-    """The committed demo suite."""
-    return BuildConfig()
-
-
-def quick_config() -> BuildConfig:
-    """Tiny sizes for CI: the whole pipeline in well under a minute of CPU."""
-    lm = LMConfig(d_model=32, d_mlp=64, n_heads=2, n_ctx=32, n_steps=40, batch_size=16, warmup_steps=10, lr=1e-2)
-    sae = demo_train_config(20, 12, l1_coeff=1e-3, lr=1e-3, batch_size=256, resample_freq_tokens=2048, eval_tokens=1024,
-                            seq_len=32)
-    return BuildConfig(lm=lm, sae=sae, n_lm_eval_seqs=64, n_metric_seqs=64, keep_fractions=(0.5,), quick=True)
 
 
 # ----- stage 1: the language model --------------------------------------------------------------------------------------
@@ -114,11 +62,6 @@ def lm_stage(cfg: BuildConfig, work: Path, *, resume: bool, progress: bool = Tru
 
 
 # ----- stage 2: the SAEs -------------------------------------------------------------------------------------------------
-def seed_config(cfg: BuildConfig, seed: int) -> TrainConfig:
-    """The trainer config of one seed."""
-    return dataclasses.replace(cfg.sae, seed=seed)
-
-
 def finished_run_verdict(saved: TrainConfig, wanted: TrainConfig) -> str:
     """What to do with a finished run: 'reuse' (same config), 'extend' (only num_tokens grew: continue from its trainer
     state, as an uninterrupted longer run would have) or 'retrain' (anything else changed)."""
@@ -167,8 +110,6 @@ def train_one_seed(cfg: BuildConfig, work: Path, seed: int, *, resume: bool, pro
 # ----- the whole build ---------------------------------------------------------------------------------------------------
 def run_build(cfg: BuildConfig, out: Path, work: Path, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
     """Run every stage and export the suite into `out`; returns the manifest."""
-    from demo_suite.export import export_suite
-
     model, lm_metrics = lm_stage(cfg, work, resume=resume, progress=progress)
     runs = {f"seed{seed}": sae_stage(cfg, work, model, seed, resume=resume, progress=progress) for seed in cfg.seeds}
     return export_suite(cfg, model, lm_metrics, runs, out)

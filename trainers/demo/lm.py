@@ -105,12 +105,12 @@ def eval_loss(model: HookedTransformer, tokens: Int[Tensor, "n_seq pos"], batch_
 
 def train_lm(
     cfg: LMConfig, train_tokens: Int[Tensor, "n_seq pos"], *, progress: bool = True
-) -> tuple[HookedTransformer, list[dict[str, float]]]:
+) -> tuple[HookedTransformer, list[dict[str, int | float]]]:
     """Train the demo model; returns it (in eval mode) and a log of {step, lr, loss} every 50 steps."""
     model = make_model(cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
     batches = shuffled_batches(train_tokens, cfg.batch_size, cfg.seed)
-    log: list[dict[str, float]] = []
+    log: list[dict[str, int | float]] = []
     bar = tqdm(range(cfg.n_steps), desc="demo LM", disable=not progress)
     for step in bar:
         for group in opt.param_groups:

@@ -10,11 +10,11 @@ import torch
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from sae_analysis import SAE
+from sae_analysis.cli import main
+from sae_analysis.cli.compare import split_spec
 from sae_analysis.io import save_model, save_sae
 from sae_analysis.table import COMPARE_KEYS, KEYS
-from sae_analysis_cli import main
-from sae_analysis_cli.compare import split_spec
-from tests.conftest import tiny_sae
+from tests.helpers import tiny_sae
 
 HOOK = "blocks.0.mlp.hook_post"
 

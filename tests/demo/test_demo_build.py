@@ -8,12 +8,14 @@ import json
 import pytest
 import torch
 
-from demo_suite.build import finished_run_verdict, quick_config, run_build
-from demo_suite.export import pick_checkpoints, swap_in
 from sae_analysis.io import load_model, load_sae
 from sae_analysis.io.demo import demo_tokens
 from sae_analysis.io.demo_paths import demo_dir
-from sae_analysis_cli.demo import main as demo_main
+from sae_analysis.io.readers import replace_folder
+from trainers.demo.build import finished_run_verdict, run_build
+from trainers.demo.cli import main as demo_main
+from trainers.demo.config import quick_config
+from trainers.demo.export import pick_checkpoints
 
 
 def test_pick_checkpoints_nearest_fraction_excluding_final():
@@ -85,19 +87,19 @@ def test_resume_reuses_finished_stages(quick_build):
 
 def test_quick_never_targets_the_packaged_demo(capsys):
     assert demo_main(["build", "--quick"]) == 2
-    assert "--out" in capsys.readouterr().out
+    assert "--out" in capsys.readouterr().err
     assert demo_main(["build", "--quick", "--out", str(demo_dir())]) == 2
 
 
-def test_swap_in_replaces_the_folder_whole(tmp_path):
+def test_replace_folder_replaces_the_folder_whole(tmp_path):
     out, new = tmp_path / "demo", tmp_path / ".demo.new"
     new.mkdir()
     (new / "a.txt").write_text("first")
-    swap_in(new, out)  # no previous folder
+    replace_folder(new, out)  # no previous folder
     assert (out / "a.txt").read_text() == "first" and not new.exists()
     new.mkdir()
     (new / "b.txt").write_text("second")
-    swap_in(new, out)
+    replace_folder(new, out)
     assert sorted(p.name for p in out.iterdir()) == ["b.txt"]  # stale files of the old suite are gone
     assert sorted(p.name for p in tmp_path.iterdir()) == ["demo"]
 

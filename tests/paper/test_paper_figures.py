@@ -15,7 +15,7 @@ from paper import sources
 from paper.cache import Cache
 from paper.report import PHASE_KEYS, REPORT_ROWS, RESULT_KEYS, _format
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _load_script():
@@ -119,7 +119,7 @@ def test_auto_with_the_network_down_uses_only_the_cache_and_falls_back_at_once(m
     """HF_HUB_OFFLINE unset and the endpoint refusing connections: the Hub is tried cache-only (no ~23 s of retries)."""
     import os
 
-    from hubserver import network_down
+    from tests.hubserver import network_down
 
     network_down(monkeypatch, tmp_path / "hf")
     offline_seen, sentinel, real_load_hub = [], object(), sources.load_hub
@@ -218,7 +218,7 @@ def _fake_demo(root: Path) -> None:
 
     from sae_analysis import SAE, SAEConfig
     from sae_analysis.io import save_model, save_sae
-    from trainers.log import MetricsWriter, write_frequency_snapshot
+    from sae_analysis.io.runs import MetricsWriter, write_frequency_snapshot
 
     cfg = HookedTransformerConfig(n_layers=1, d_model=16, d_mlp=32, n_heads=2, d_head=8, n_ctx=128, d_vocab=257, act_fn="gelu",
                                   normalization_type="LN", seed=0)

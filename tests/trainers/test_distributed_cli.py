@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_model
 from safetensors.torch import load_file
 from test_distributed import rank_env, wait_ranks
 
-from trainers import read_metrics
+from sae_analysis.io.runs import read_metrics
+from tests.helpers import tiny_model
 from trainers.checkpoint import STATE_FILE, load_state
 from trainers.ddp_launch import EXIT_RANK_FAILURE
 from trainers.ddp_state import rank_state_path
@@ -155,7 +155,7 @@ def test_ctrl_c_under_torchrun_stops_every_rank_at_one_step_with_a_saved_state(f
 def test_resume_needs_the_same_world_size(files, reference, tmp_path):
     import shutil
 
-    from sae_analysis_cli import main
+    from sae_analysis.cli import main
 
     run = tmp_path / "copy"
     shutil.copytree(reference, run)

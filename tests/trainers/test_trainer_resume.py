@@ -17,8 +17,8 @@ import torch
 from safetensors.torch import load_file
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
-from trainers import read_metrics
-from trainers.source import ModelActivations, chunk_rows, load_tokens, permute_sequences
+from sae_analysis.io.runs import read_metrics
+from trainers.source import ModelActivations, permute_sequences
 
 HOOK = "blocks.0.mlp.hook_post"
 
@@ -113,36 +113,11 @@ def test_model_source_matches_hook_activations_and_never_computes_logits():
     assert torch.allclose(torch.cat(chunks), cache[HOOK].reshape(-1, 64), atol=1e-6)
 
 
-def test_chunk_rows_sets_bos_and_keeps_order():
-    rows = torch.arange(2 * 10).reshape(2, 10)
-    seqs = chunk_rows(rows, 4, bos_token_id=99)
-    assert seqs.tolist() == [[99, 1, 2, 3], [99, 5, 6, 7], [99, 11, 12, 13], [99, 15, 16, 17]]
-    assert torch.equal(chunk_rows(rows, 5, None), rows.reshape(4, 5))
+def test_permute_sequences_is_seeded():
+    seqs = torch.arange(40).reshape(10, 4)
     perm = permute_sequences(seqs, seed=1)
-    assert torch.equal(perm, permute_sequences(seqs, seed=1)) and sorted(perm[:, 1].tolist()) == [1, 5, 11, 15]
-    with pytest.raises(ValueError):
-        chunk_rows(rows, 11, 0)
-
-
-@pytest.mark.parametrize("suffix", [".npy", ".pt", ".safetensors", ".parquet"])
-def test_load_tokens_round_trip(tmp_path, suffix):
-    import pandas as pd
-    from safetensors.torch import save_file
-
-    rows = torch.randint(0, 1000, (5, 7))
-    path = tmp_path / f"t{suffix}"
-    {".npy": lambda: np.save(path, rows.numpy()), ".pt": lambda: torch.save(rows, path),
-     ".safetensors": lambda: save_file({"tokens": rows}, str(path)),
-     ".parquet": lambda: pd.DataFrame({"tokens": list(rows.numpy()), "x": range(5)}).to_parquet(path)}[suffix]()
-    assert torch.equal(load_tokens(path), rows)
-    if suffix == ".parquet":  # a folder of shards, read in name order
-        (tmp_path / "shards").mkdir()
-        for i, part in enumerate((rows[:2], rows[2:])):
-            pd.DataFrame({"tokens": list(part.numpy())}).to_parquet(tmp_path / "shards" / f"train-{i:05d}.parquet")
-        assert torch.equal(load_tokens(tmp_path / "shards"), rows)
-    np.save(tmp_path / "f.npy", np.zeros((3, 3), dtype=np.float32))
-    with pytest.raises(ValueError, match="integer"):
-        load_tokens(tmp_path / "f.npy")
+    assert torch.equal(perm, permute_sequences(seqs, seed=1)) and not torch.equal(perm, permute_sequences(seqs, seed=2))
+    assert sorted(perm[:, 0].tolist()) == seqs[:, 0].tolist()
 
 
 def test_cli_flags_and_resume_config(tmp_path):

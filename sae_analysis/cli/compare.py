@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sae_analysis_cli.analyze import add_source_arguments, emit, frequencies, keys_epilog, model_and_tokens
+from sae_analysis.cli.analyze import add_source_arguments, emit, frequencies, keys_epilog, model_and_tokens
 
 HELP = "compare two SAEs (seeds or runs): ULF-direction cosine and best-match cosines, as JSON"
 

@@ -1,6 +1,7 @@
-"""Run logs: a per-run `metrics.jsonl` (one JSON object per line, key 'event') and per-checkpoint frequency snapshots
-(`freq/<tokens>.npy`, float16 log10(freq + 10^-6.5)), plus readers for both (the phase-transition curves are drawn from
-them). No account-based service is involved.
+"""Run folders, the one home of their format: a per-run `metrics.jsonl` (one JSON object per line, key 'event') and
+per-checkpoint frequency snapshots (`freq/<tokens>.npy`, float16 log10(freq + 10^-6.5)). The trainer writes them through
+`MetricsWriter` / `write_frequency_snapshot`; `paper_figures.py` and the demo export read them back through
+`read_metrics` / `read_frequency_snapshots` (the phase-transition curves are drawn from them).
 
 Events: 'train' (loss, l2, l1, l0, explained_variance, tokens_per_s), 'eval' (reconstruction losses and scores, frac_dead,
 frac_below_1e-5, frac_below_1e-6), 'resample' (latents and their prior frequency), 'checkpoint', 'error'.
@@ -16,6 +17,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from sae_analysis.io.readers import atomic_write
 
 METRICS_FILE = "metrics.jsonl"
 SNAPSHOT_DIR = "freq"
@@ -59,13 +62,14 @@ def _jsonable(v: Any) -> Any:
 
 def write_frequency_snapshot(run_dir: str | Path, tokens: int, log10_freq: np.ndarray) -> Path:
     """Save one snapshot of per-latent log10 frequencies (float16) as `freq/<tokens>.npy`, atomically."""
-    folder = Path(run_dir) / SNAPSHOT_DIR
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{tokens:015d}.npy"
-    tmp = folder / f".{path.name}.tmp"
-    with open(tmp, "wb") as f:
-        np.save(f, np.asarray(log10_freq, dtype=np.float16), allow_pickle=False)
-    os.replace(tmp, path)
+    path = Path(run_dir) / SNAPSHOT_DIR / f"{tokens:015d}.npy"
+    data = np.asarray(log10_freq, dtype=np.float16)
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:  # a file object: np.save would append ".npy" to the temporary name
+            np.save(f, data, allow_pickle=False)
+
+    atomic_write(path, write)
     return path
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import datetime
 import importlib.metadata
 import logging
-import os
 import platform
 import shutil
 import subprocess
@@ -33,13 +32,14 @@ from sae_analysis.activations import hook_activations, token_batches
 from sae_analysis.frequency import latent_frequencies
 from sae_analysis.io import load_sae, save_model, save_sae
 from sae_analysis.io.demo import BOS_TOKEN, D_VOCAB, corpus_bytes, corpus_files, stdlib_root
-from sae_analysis.io.readers import write_json
+from sae_analysis.io.readers import replace_folder, write_json
 from sae_analysis.metrics import RARE_FREQ, explained_variance, frequency_fractions
 from sae_analysis.reconstruction import reconstruction_losses
+from trainers.demo.config import seed_config
 
 log = logging.getLogger(__name__)
 
-REGENERATE = "sae-analysis demo build --resume   (equivalently: python -m demo_suite build --resume)"
+REGENERATE = "sae-analysis demo build --resume   (equivalently: python -m trainers.demo build --resume)"
 QUICK_REGENERATE = "sae-analysis demo build --quick --out DIR"
 SIZE_LIMIT_BYTES = 25 * 1024 * 1024
 PACKAGES = ("torch", "transformer_lens", "numpy", "safetensors", "sae-analysis")
@@ -86,7 +86,7 @@ def explained_variance_on(model: HookedTransformer, sae: SAE, tokens: Int[Tensor
     return float(explained_variance(acts, sae(acts).x_hat))
 
 
-def sae_metrics(model: HookedTransformer, sae: SAE, tokens: Int[Tensor, "n_seq pos"]) -> dict[str, float]:
+def sae_metrics(model: HookedTransformer, sae: SAE, tokens: Int[Tensor, "n_seq pos"]) -> dict[str, int | float]:
     """Headline numbers of one SAE on held-out tokens: CE scores (REPLICATION.md §8), L0, explained variance, frequency
     fractions; `frac_below_1e-4` uses the ULF threshold of Neel's analysis.py (RARE_FREQ)."""
     hook = sae.cfg.hook_name or "blocks.0.mlp.hook_post"
@@ -103,7 +103,7 @@ def sae_metrics(model: HookedTransformer, sae: SAE, tokens: Int[Tensor, "n_seq p
 
 def training_summary(run_dir: Path) -> dict[str, Any]:
     """Throughput and resampling counts of a finished trainer run, read back from its metrics.jsonl."""
-    from trainers import read_metrics
+    from sae_analysis.io.runs import read_metrics
 
     rows = read_metrics(run_dir)
     train_rows, resamples = rows[rows.event == "train"], rows[rows.event == "resample"]
@@ -149,20 +149,8 @@ def dir_size(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
-def swap_in(new: Path, out: Path) -> None:
-    """Replace folder `out` by `new` (rename the old one aside first, delete it last)."""
-    old = out.parent / f".{out.name}.old"
-    shutil.rmtree(old, ignore_errors=True)
-    if out.exists():
-        os.replace(out, old)
-    os.replace(new, out)
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def export_suite(cfg: Any, model: HookedTransformer, lm_metrics: dict[str, Any], runs: dict[str, Path], out: Path) -> dict:
     """Write the whole demo folder into `out` (replacing it) and return the manifest."""
-    from demo_suite.build import seed_config
-
     new = out.parent / f".{out.name}.new"
     shutil.rmtree(new, ignore_errors=True)
     save_model(model, new / "model")
@@ -183,7 +171,7 @@ def export_suite(cfg: Any, model: HookedTransformer, lm_metrics: dict[str, Any],
     write_json(new / "manifest.json", manifest)
     if not cfg.quick and manifest["size_bytes"] > SIZE_LIMIT_BYTES:
         raise RuntimeError(f"demo suite is {manifest['size_bytes'] / 2**20:.1f} MiB, over the 25 MiB budget; left in {new}")
-    swap_in(new, out)
+    replace_folder(new, out)
     return manifest
 
 

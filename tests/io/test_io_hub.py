@@ -9,11 +9,11 @@ import time
 
 import pytest
 import torch
-from hubserver import DOWN_ENDPOINT, commit_of, go_offline, network_down, serve_hub
 from safetensors.torch import save as save_safetensors_bytes
 
 from sae_analysis import load_sae, save_sae
 from sae_analysis.io import CorruptFileError, HubError, MissingFileError
+from tests.hubserver import DOWN_ENDPOINT, commit_of, go_offline, network_down, serve_hub
 
 REPO = "NeelNanda/sparse_autoencoder"
 

@@ -1,4 +1,4 @@
-"""The demo corpus reader (sae_analysis.io.demo) and the bigram baseline (demo_suite.corpus)."""
+"""The demo corpus reader (sae_analysis.io.demo) and the bigram baseline (trainers.demo.corpus)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import zlib
 import pytest
 import torch
 
-from demo_suite.corpus import bigram_counts, bigram_log_probs, bigram_loss
 from sae_analysis.io.demo import (
     BOS_TOKEN,
     chunk_bytes,
@@ -19,6 +18,7 @@ from sae_analysis.io.demo import (
     split_of,
     stdlib_root,
 )
+from trainers.demo.corpus import bigram_counts, bigram_log_probs, bigram_loss
 
 
 @pytest.fixture

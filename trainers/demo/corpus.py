@@ -25,7 +25,7 @@ def bigram_log_probs(counts: Int[Tensor, "d_vocab d_vocab"]) -> Float[Tensor, "d
     return (smoothed / smoothed.sum(dim=1, keepdim=True)).log()
 
 
-def bigram_loss(train_tokens: Int[Tensor, "n_train pos"], eval_tokens: Int[Tensor, "n_eval pos"]) -> float:
+def bigram_loss(train_tokens: Int[Tensor, "n_train pos"], eval_tokens: Int[Tensor, "n_eval eval_pos"]) -> float:
     """Mean next-token cross-entropy (nats) on `eval_tokens` of the add-one bigram model fitted on `train_tokens`.
 
     Scored on the same positions as the language model's loss (every position after the first of each row)."""

@@ -53,23 +53,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--table", type=Path, default=None, help="write the per-latent feature table to this CSV file")
 
 
-def read_tokens_file(path: Path) -> torch.Tensor:
-    """An int array [n_seq, seq_len] from .npy (no pickles) or .pt (weights_only)."""
-    if path.suffix == ".npy":
-        arr = torch.from_numpy(np.load(path, allow_pickle=False))
-    elif path.suffix in (".pt", ".pth"):
-        arr = torch.load(path, map_location="cpu", weights_only=True)
-    else:
-        raise ValueError(f"{path}: expected a .npy or .pt token file")
-    if not isinstance(arr, torch.Tensor) or arr.ndim != 2 or arr.is_floating_point():
-        raise ValueError(f"{path}: expected an integer array of shape [n_seq, seq_len]")
-    return arr.long()
-
-
 def load_tokens(args: argparse.Namespace, n_ctx: int) -> torch.Tensor:
     """The first ceil(--tokens / seq_len) sequences of --tokens-file, or of the demo corpus's eval split for --model demo."""
     if args.tokens_file is not None:
-        toks = read_tokens_file(args.tokens_file)
+        from sae_analysis.io.tokens import load_token_file
+
+        toks = load_token_file(args.tokens_file)
     elif args.model == "demo":
         from sae_analysis.io.demo import demo_tokens
 

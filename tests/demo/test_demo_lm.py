@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from demo_suite.lm import LMConfig, eval_loss, lr_at, make_model, shuffled_batches, train_lm
 from sae_analysis.io.demo import BOS_TOKEN, D_VOCAB
+from trainers.demo.lm import LMConfig, eval_loss, lr_at, make_model, shuffled_batches, train_lm
 
 TINY = LMConfig(d_model=16, d_mlp=32, n_heads=2, n_ctx=12, n_steps=80, batch_size=8, warmup_steps=5, lr=1e-2)
 

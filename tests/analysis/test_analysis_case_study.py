@@ -21,7 +21,7 @@ from sae_analysis.case_study import (
 )
 from sae_analysis.frequency import latent_frequencies
 from sae_analysis.moments import excess_kurtosis
-from tests.conftest import tiny_sae
+from tests.helpers import tiny_sae
 
 HOOK = "blocks.0.mlp.hook_post"
 
