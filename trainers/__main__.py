@@ -1,17 +1,15 @@
-"""`python -m trainers --preset NAME [--key value ...] [--out DIR] [--resume]`: the same as `sae-analysis train`."""
+"""`python -m trainers --preset NAME [--key value ...] [--out DIR] [--resume]`: the same as `sae-analysis train` (the same
+parser, and the same one-line refusals for the project's own errors)."""
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-from trainers.cli import HELP, add_arguments, run
+from sae_analysis.cli import main as dispatch
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m trainers", description=HELP)
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+    return dispatch(["train", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """`sae-analysis train --preset NAME [--key value ...] [--out DIR] [--resume]` (also `python -m trainers ...`).
 
-Every `TrainConfig` field is a flag (`--l1_coeff 1e-4` or `--l1-coeff 1e-4`). Tokens: `--tokens demo` (the embedded demo
+Every `TrainConfig` field is a flag (`--l1_coeff 1e-4` or `--l1-coeff 1e-4`). Data: `--data demo` (the embedded demo
 corpus) or a local `.npy` / `.pt` / `.safetensors` array of token rows, chunked to seq_len with BOS at position 0 and
 permuted with the run's seed. The model (`--model`, default the preset's model_name) is loaded by `sae_analysis.load_model`.
 """
@@ -12,12 +12,15 @@ import ast
 import dataclasses
 import inspect
 import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
+from sae_analysis.errors import UsageError
 from trainers.checkpoint import read_state_meta
 from trainers.config import PRESETS, TrainConfig, preset
 from trainers.ddp_launch import add_distributed_arguments, maybe_run_distributed
+from trainers.preflight import preflight
 
 HELP = "train an SAE on a model's activations (presets: " + ", ".join(PRESETS) + ")"
 
@@ -26,9 +29,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default="gelu-1l-run1", choices=sorted(PRESETS), help="starting settings")
     parser.add_argument("--out", default=None, help="run folder (default: runs/<preset>)")
     parser.add_argument("--resume", action="store_true", help="continue the run saved in --out")
-    parser.add_argument("--tokens", default="demo",
-                        help="'demo', a token file (.npy, .pt, .safetensors, .parquet) of rows, a folder of .parquet shards, or "
-                             "hub:REPO[@REV] (e.g. hub:NeelNanda/c4-code-tokenized-2b, downloaded through huggingface_hub)")
+    parser.add_argument("--data", default=None,
+                        help="data source (default 'demo'): 'demo', a token file (.npy, .pt, .safetensors, .parquet) "
+                             "of rows, a folder of .parquet shards, or hub:REPO[@REV] (e.g. hub:NeelNanda/c4-code-tokenized-2b, "
+                             "downloaded through huggingface_hub)")
+    parser.add_argument("--tokens", dest="tokens_deprecated", default=None, metavar="SOURCE",
+                        help="deprecated spelling of --data (in other commands --tokens is a count of tokens)")
     parser.add_argument("--model", default=None, help="'demo', a local model folder or a TransformerLens name")
     parser.add_argument("--bos", type=int, default=None, help="BOS token id for --tokens FILE (default: the tokenizer's)")
     parser.add_argument("--no-progress", dest="no_progress", action="store_true", help="no progress bar")
@@ -41,6 +47,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         group.add_argument(*sorted(flags), dest=f.name, default=None, metavar="VALUE", help=doc)
 
 
+def data_source(args: argparse.Namespace) -> str:
+    """`--data`, or the deprecated `--tokens SOURCE` (with a warning); sets `args.data` and clears the alias."""
+    old = vars(args).pop("tokens_deprecated", None)
+    if old is not None:
+        if args.data is not None and args.data != old:
+            raise UsageError(f"--tokens {old} and --data {args.data} disagree: give only --data")
+        warnings.warn("`sae-analysis train --tokens SOURCE` is deprecated: use --data SOURCE", FutureWarning, stacklevel=2)
+        logging.getLogger(__name__).warning("--tokens SOURCE is deprecated: use --data SOURCE")
+        args.data = old
+    args.data = args.data or "demo"
+    return args.data
+
+
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The preset with the flags given; with --resume and a saved run, the saved config with the flags given."""
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
@@ -48,6 +67,12 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     meta = read_state_meta(Path(args.out or f"runs/{args.preset}")) if args.resume else None
     base = TrainConfig.from_dict(meta["cfg"]) if meta is not None else preset(args.preset)
     return base.with_overrides(overrides)
+
+
+def preset_or_saved_model(args: argparse.Namespace) -> str:
+    """The model_name of the saved run (with --resume) or of the preset, when --model is not given."""
+    meta = read_state_meta(Path(args.out or f"runs/{args.preset}")) if args.resume else None
+    return str(meta["cfg"]["model_name"]) if meta is not None else preset(args.preset).model_name
 
 
 def field_docs() -> dict[str, str]:
@@ -74,7 +99,7 @@ def hub_sequences(spec: str, cfg: TrainConfig, bos: int | None) -> tuple[Any, An
 
 
 def load_sequences(spec: str, cfg: TrainConfig, model: Any, bos: int | None) -> tuple[Any, Any]:
-    """(training sequences, evaluation sequences) for `--tokens`."""
+    """(training sequences, evaluation sequences) for `--data`."""
     from sae_analysis.io.tokens import load_token_file, reshape_rows
     from trainers.source import permute_sequences
 
@@ -96,12 +121,14 @@ def run(args: argparse.Namespace) -> int:
     from trainers.source import ModelActivations
     from trainers.train import train
 
+    data_source(args)
+    preflight(args, Path(args.out or f"runs/{args.preset}"), args.model or preset_or_saved_model(args))
     if (code := maybe_run_distributed(args)) is not None:  # torchrun worker, or --nproc N > 1
         return code
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     cfg = config_from_args(args)
     model = load_model(args.model or cfg.model_name, device=cfg.device)
-    train_seqs, eval_seqs = load_sequences(args.tokens, cfg, model, args.bos)
+    train_seqs, eval_seqs = load_sequences(args.data, cfg, model, args.bos)
     source = ModelActivations(model, train_seqs, hook_name=cfg.hook_name, model_batch=cfg.model_batch,
                               autocast=cfg.model_autocast, wrap=cfg.end_of_data == "wrap")
     evaluator = ModelEvaluator(model, eval_seqs, hook_name=cfg.hook_name, batch_size=min(cfg.model_batch, 64))

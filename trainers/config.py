@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from sae_analysis import SAEConfig
+from sae_analysis.errors import UsageError
 
 EndOfData = Literal["wrap", "stop", "freeze"]
 DecoderNorm = Literal["project_grad", "project_grad_and_renorm"]
@@ -20,6 +21,11 @@ ResampleLoss = Literal["l2", "loss"]
 BufferDtype = Literal["bfloat16", "float16", "float32"]
 Device = Literal["cpu", "cuda"]
 StepImpl = Literal["fused", "autograd"]
+CpuBf16 = Literal["fallback", "emulate"]
+
+class ConfigError(UsageError):
+    """A training configuration, a flag value or a saved run cannot be used as given (the message names the fix)."""
+
 
 NEEL_RESAMPLE_FREQ = 10**-5.5
 """Neel's resampling threshold (REPLICATION.md §7.1). Same value as `sae_analysis.metrics.NEEL_RESAMPLE_FREQ`."""
@@ -100,6 +106,9 @@ class TrainConfig:
     """Tokens between checkpoints (run 1: every 30,000 steps = 122,880,000 tokens)."""
     autocast_bf16: bool = False
     """Run the SAE step under bf16 autocast (parameters and optimizer stay fp32; uses the autograd step)."""
+    cpu_bf16: CpuBf16 = "fallback"
+    """autocast_bf16 on a CPU without native bf16 (no AVX512-BF16 / AMX; about 10x slower than fp32): 'fallback' trains
+    in fp32 and logs why, 'emulate' keeps bf16 with a warning (`trainers.precision`)."""
     step_impl: StepImpl = "fused"
     """'fused': hand-written forward/backward into reused memory (fp32 ReLU SAEs; same gradients as autograd, faster on
     CPU); 'autograd': `SAE.forward(x).loss.backward()`. Other cases always use autograd."""
@@ -111,18 +120,18 @@ class TrainConfig:
                      "eval_every", "checkpoint_every", "resample_every", "resample_window", "resample_inputs",
                      "resample_freq_tokens", "eval_tokens"):
             if int(getattr(self, name)) <= 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
         if self.d_in is not None and self.d_in <= 0:
-            raise ValueError(f"d_in must be positive or None, got {self.d_in}")
+            raise ConfigError(f"d_in must be positive or None, got {self.d_in}")
         if self.buffer_mult < 2:
-            raise ValueError("buffer_mult must be >= 2: the buffer is refilled when half consumed")
+            raise ConfigError("buffer_mult must be >= 2: the buffer is refilled when half consumed")
         if not (self.lr > 0 and 0 <= self.beta1 < 1 and 0 <= self.beta2 < 1 and self.l1_coeff >= 0):
-            raise ValueError("need lr > 0, 0 <= beta1, beta2 < 1 and l1_coeff >= 0")
+            raise ConfigError("need lr > 0, 0 <= beta1, beta2 < 1 and l1_coeff >= 0")
         for name, allowed in _LITERALS.items():
             if getattr(self, name) not in allowed:
-                raise ValueError(f"{name}={getattr(self, name)!r}; expected one of {allowed}")
+                raise ConfigError(f"{name}={getattr(self, name)!r}; expected one of {allowed}")
         if any(s <= 0 for s in self.resample_steps) or list(self.resample_steps) != sorted(set(self.resample_steps)):
-            raise ValueError(f"resample_steps must be positive and strictly increasing, got {self.resample_steps}")
+            raise ConfigError(f"resample_steps must be positive and strictly increasing, got {self.resample_steps}")
 
     @property
     def steps(self) -> int:
@@ -158,8 +167,13 @@ class TrainConfig:
         hints = typing.get_type_hints(TrainConfig)
         unknown = set(overrides) - set(hints)
         if unknown:
-            raise ValueError(f"unknown config keys {sorted(unknown)}; known: {sorted(hints)}")
-        parsed = {k: parse_value(hints[k], v) if isinstance(v, str) else v for k, v in overrides.items()}
+            raise ConfigError(f"unknown config keys {sorted(unknown)}; known: {sorted(hints)}")
+        parsed = {}
+        for k, v in overrides.items():
+            try:
+                parsed[k] = parse_value(hints[k], v) if isinstance(v, str) else v
+            except ValueError as e:
+                raise ConfigError(f"--{k.replace('_', '-')} {v}: {e}") from None
         return dataclasses.replace(self, **parsed)
 
 
@@ -172,7 +186,7 @@ def parse_value(tp: Any, text: str) -> Any:
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin is Literal:
         if text not in args:
-            raise ValueError(f"{text!r} is not one of {args}")
+            raise ConfigError(f"{text!r} is not one of {args}")
         return text
     if type(None) in args:
         if text.lower() in ("none", "null", ""):
@@ -182,12 +196,12 @@ def parse_value(tp: Any, text: str) -> Any:
         return tuple(int(float(s)) for s in text.replace(",", " ").split())
     if tp is bool:
         if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
-            raise ValueError(f"not a boolean: {text!r}")
+            raise ConfigError(f"not a boolean: {text!r}")
         return text.lower() in ("true", "1", "yes")
     if tp is int:
         value = float(text)  # accepts '2e9'
         if value != int(value):
-            raise ValueError(f"not an integer: {text!r}")
+            raise ConfigError(f"not an integer: {text!r}")
         return int(value)
     return tp(text)
 
@@ -208,5 +222,5 @@ batch 256, the same per-token λ under the original convention (L1 summed over t
 def preset(name: str) -> TrainConfig:
     """The named preset."""
     if name not in PRESETS:
-        raise KeyError(f"unknown preset {name!r}; known: {sorted(PRESETS)}")
+        raise ConfigError(f"unknown preset {name!r}; known: {sorted(PRESETS)}")
     return PRESETS[name]

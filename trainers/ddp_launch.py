@@ -121,13 +121,7 @@ def maybe_run_distributed(args: argparse.Namespace) -> int | None:
         return run_rank(args, ddp)
     if (own["nproc"] or 1) > 1:
         return launch(args, own["nproc"], ddp)
-    if getattr(args, "resume", False):
-        from trainers.ddp_state import saved_world_size
-
-        out = Path(args.out or f"runs/{args.preset}")
-        if (saved := saved_world_size(out) or 1) > 1:
-            raise ValueError(f"{out} was saved by a run on {saved} ranks: resume it with --nproc {saved}")
-    return None
+    return None  # a resume on another rank count was refused before (trainers.preflight)
 
 
 def namespace_argv(args: argparse.Namespace) -> list[str]:
@@ -157,7 +151,7 @@ def rank_data(args: argparse.Namespace, cfg: TrainConfig, rank: int, world: int)
     from trainers.source import ModelActivations
 
     model = load_model(args.model or cfg.model_name, device=cfg.device)
-    train_seqs, eval_seqs = load_sequences(args.tokens, cfg, model, args.bos)
+    train_seqs, eval_seqs = load_sequences(args.data, cfg, model, args.bos)
     source = ModelActivations(model, shard_sequences(train_seqs, rank, world), hook_name=cfg.hook_name,
                               model_batch=cfg.model_batch, autocast=cfg.model_autocast, wrap=cfg.end_of_data == "wrap")
     evaluator = ModelEvaluator(model, eval_seqs, hook_name=cfg.hook_name, batch_size=min(cfg.model_batch, 64))

@@ -18,6 +18,7 @@ from typing import Any
 from safetensors.torch import load_file, safe_open, save_file
 from torch import Tensor
 
+from sae_analysis.errors import UsageError
 from sae_analysis.io.readers import atomic_write
 
 RANK_TENSOR_PREFIXES = ("buffer/", "rng/")
@@ -54,7 +55,7 @@ def load_rank_state(out_dir: str | Path, rank: int, world_size: int, tensors: di
     with the rank's own file for the same step. Raises ValueError when the run was saved at another world size."""
     saved_world = int(meta.get("world_size", 1))
     if saved_world != world_size:
-        raise ValueError(f"{out_dir} was saved by a run on {saved_world} rank(s); resume it on the same number "
+        raise UsageError(f"{out_dir} was saved by a run on {saved_world} rank(s); resume it on the same number "
                          f"(got {world_size}): each rank's data state belongs to its own shard")
     path = rank_state_path(out_dir, rank, int(meta["step"]))
     if not path.exists():

@@ -52,6 +52,7 @@ from trainers.ddp_state import load_rank_state, prune_rank_states, save_rank_sta
 from trainers.dead import project_decoder_grad_, renormalise_decoder_
 from trainers.evaluate import Evaluator
 from trainers.memory import keep_freed_memory
+from trainers.precision import resolve_autocast
 from trainers.train import DTYPES, NonFiniteLossError, StepOutput, Stopped, Trainer, TrainResult
 
 log = logging.getLogger(__name__)
@@ -281,6 +282,7 @@ def train_distributed(cfg: TrainConfig, source: Iterator[Tensor], *, out_dir: st
     own activation shard; `evaluator` is used on rank 0 only. Every rank returns the same `TrainResult`. Raises
     `RankFailureError` when another rank dies or hangs (after at most the process-group timeout)."""
     rank, world = dist.get_rank(), dist.get_world_size()
+    cfg, _ = resolve_autocast(cfg)  # every rank decides alike (same host); rank 0's log says why
     if cfg.device == "cpu":
         keep_freed_memory()  # as `train` does
     if cfg.step_impl != "autograd":

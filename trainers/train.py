@@ -45,6 +45,7 @@ from trainers.dead import (
 from trainers.evaluate import Evaluator
 from trainers.interrupt import StopFlag
 from trainers.memory import keep_freed_memory
+from trainers.precision import resolve_autocast
 from trainers.step import FusedStep
 
 log = logging.getLogger(__name__)
@@ -311,6 +312,7 @@ def train(cfg: TrainConfig, source: Iterator[Tensor], *, out_dir: str | Path, ev
     an existing state is an error. Returns when all steps are done, on Ctrl-C (after saving) or at the end of the data
     (end_of_data='stop'); raises NonFiniteLossError on a NaN/inf loss, keeping the last good checkpoint."""
     out_dir = Path(out_dir)
+    cfg, precision_note = resolve_autocast(cfg)
     if cfg.device == "cpu":
         keep_freed_memory()
     saved = ckpt.load_state(out_dir)
@@ -326,6 +328,9 @@ def train(cfg: TrainConfig, source: Iterator[Tensor], *, out_dir: str | Path, ev
         first = next(trainer.buffer)
         trainer.init_fresh(cfg.d_in or first.shape[-1])
         batches = itertools.chain([first], trainer.buffer)
+    if precision_note is not None:
+        trainer.writer.write("precision", step=trainer.step, tokens=trainer.tokens,
+                             autocast_bf16=trainer.cfg.autocast_bf16, reason=precision_note)
     try:
         stopped = trainer.run(batches, progress)
         trainer.finish(stopped)

@@ -5,8 +5,9 @@ through the entry-point group `sae_analysis.commands` (the trainer registers `tr
 `pyproject.toml`), so the library never imports them and the import direction `trainers → sae_analysis` stays one-way.
 
 A subcommand is a module exposing `HELP: str`, `add_arguments(parser)` and `run(args) -> int`; it is imported only when it
-runs (or to show its help line in `--help`). The project's own errors (`SAELoadError` and the other `ValueError`s it raises
-for bad input, `OSError` for missing files) become one line on stderr and exit code 2; any other exception is a bug and
+runs (or to show its help line in `--help`). The project's own errors (`sae_analysis.errors.ProjectError`: `SAELoadError`,
+`UsageError`, the trainer's `ConfigError`; and `OSError` for missing or unreadable files) become one line on stderr
+and exit code 2; any other exception is a bug and
 keeps its traceback.
 """
 
@@ -19,6 +20,8 @@ import importlib.util
 import sys
 from collections.abc import Sequence
 from types import ModuleType
+
+from sae_analysis.errors import ProjectError
 
 BUILTIN = {
     "info": "sae_analysis.cli.info",
@@ -92,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     try:
         return int(mod.run(args) or 0)
-    except (ValueError, OSError) as e:  # SAELoadError is a ValueError
+    except (ProjectError, OSError) as e:  # the project's own errors (SAELoadError, UsageError, ...) and missing files
         print(f"sae-analysis {args.command}: error: {e}", file=sys.stderr)
         return EXIT_ERROR
 

@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from sae_analysis.errors import UsageError
+
 HELP = "headline analysis numbers of one SAE (sparsity classes, kurtosis, frequencies, ULF cluster, reconstruction) as JSON"
 DEFAULT_TOKENS = 32_768
 """Neel's analysis.py runs on all_tokens[:256] x 128 positions = 32,768 tokens."""
@@ -65,9 +67,9 @@ def load_tokens(args: argparse.Namespace, n_ctx: int) -> torch.Tensor:
         seq_len = min(DEMO_SEQ_LEN, n_ctx)
         toks = demo_tokens("eval", n=-(-args.tokens // seq_len), seq_len=seq_len)
     else:
-        raise ValueError(f"--model {args.model} needs --tokens-file (an int array [n_seq, seq_len])")
+        raise UsageError(f"--model {args.model} needs --tokens-file (an int array [n_seq, seq_len])")
     if args.tokens <= 0:
-        raise ValueError(f"--tokens must be positive, got {args.tokens}")
+        raise UsageError(f"--tokens must be positive, got {args.tokens}")
     return toks[: -(-args.tokens // toks.shape[1])]
 
 

@@ -31,6 +31,8 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
+from sae_analysis.errors import UsageError
+
 Split = Literal["train", "eval"]
 
 BOS_TOKEN = 256
@@ -74,7 +76,7 @@ def corpus_files(split: Split, root: Path | None = None) -> list[Path]:
 
 def _check_split(split: str) -> None:
     if split not in ("train", "eval"):
-        raise ValueError(f"split must be 'train' or 'eval', got {split!r}")
+        raise UsageError(f"split must be 'train' or 'eval', got {split!r}")
 
 
 @functools.lru_cache(maxsize=4)
@@ -92,7 +94,7 @@ def corpus_fingerprint(split: Split, root: Path | None = None) -> str:
 def chunk_bytes(data: bytes, seq_len: int) -> Int[Tensor, "n_seq seq_len"]:
     """Cut a byte stream into rows ``[BOS, seq_len - 1 bytes]`` in stream order, dropping the incomplete tail."""
     if seq_len < 2:
-        raise ValueError(f"seq_len must be at least 2 (BOS plus one byte), got {seq_len}")
+        raise UsageError(f"seq_len must be at least 2 (BOS plus one byte), got {seq_len}")
     body = seq_len - 1
     n_seq = len(data) // body
     flat = torch.frombuffer(bytearray(data[: n_seq * body]), dtype=torch.uint8).long() if n_seq else torch.zeros(0).long()
@@ -119,7 +121,7 @@ def demo_tokens(
     if n is None:
         return rows.clone()
     if not 0 <= n <= rows.shape[0]:
-        raise ValueError(f"asked for n={n} rows but the {split!r} split holds {rows.shape[0]} rows of seq_len={seq_len}")
+        raise UsageError(f"asked for n={n} rows but the {split!r} split holds {rows.shape[0]} rows of seq_len={seq_len}")
     return rows[:n].clone()
 
 

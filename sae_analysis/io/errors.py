@@ -1,13 +1,16 @@
 """One exception hierarchy for every loading and saving failure in `sae_analysis.io`.
 
 Every message names the file (or repository) concerned and says what to do. All classes derive from `SAELoadError`,
-itself a `ValueError`, so callers can catch one type; the CLI turns them into a one-line message and exit code 2.
+itself a `sae_analysis.errors.ProjectError` (a `ValueError`), so callers can catch one type; the CLI turns them into a
+one-line message and exit code 2.
 """
 
 from __future__ import annotations
 
+from sae_analysis.errors import ProjectError
 
-class SAELoadError(ValueError):
+
+class SAELoadError(ProjectError):
     """Base class: a checkpoint, config or model could not be loaded or saved."""
 
 

@@ -24,6 +24,7 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
+from sae_analysis.errors import UsageError
 from sae_analysis.io.errors import CorruptFileError, HubError, MissingFileError
 
 logger = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ def reshape_rows(
     `seq_len`."""
     n_rows, row_len = rows.shape
     if seq_len < 1 or row_len < seq_len:
-        raise ValueError(f"rows of {row_len} tokens cannot be cut into sequences of seq_len={seq_len}")
+        raise UsageError(f"rows of {row_len} tokens cannot be cut into sequences of seq_len={seq_len}")
     per_row = row_len // seq_len
     if row_len % seq_len:
         logger.warning("rows of %d tokens: dropping the last %d tokens of each row to cut sequences of %d",
@@ -94,7 +95,7 @@ def _read_token_array(path: Path, column: str) -> object:
     if path.suffix == ".parquet":
         parts = list(_read_rows(path, column))
         return torch.cat(parts) if parts else None
-    raise ValueError(f"unsupported token file {path}: expected .npy, .pt, .safetensors, .parquet or a folder of .parquet")
+    raise UsageError(f"unsupported token file {path}: expected .npy, .pt, .safetensors, .parquet or a folder of .parquet")
 
 
 def _in_split(path: str, split: str) -> bool:
@@ -209,7 +210,7 @@ def hub_tokens(
     MissingFileError (no shard of `split`), CorruptFileError (no such column, ragged rows, unreadable shard), ValueError
     (too few sequences, rows shorter than `seq_len`)."""
     if n_seq is not None and n_seq < 1:
-        raise ValueError(f"n_seq must be >= 1, got {n_seq}")
+        raise UsageError(f"n_seq must be >= 1, got {n_seq}")
     parts: list[Tensor] = []
     have = 0
     for path in _shard_paths(repo_id, revision, split):  # lazy: the next shard is downloaded only if still needed
@@ -224,7 +225,7 @@ def hub_tokens(
     from sae_analysis.io.hub import hub_settings
 
     where = "cached " if hub_settings().offline else ""
-    raise ValueError(f"the {where}shards of {repo_id} split {split!r} hold only {have} sequences of {seq_len} < n_seq={n_seq}")
+    raise UsageError(f"the {where}shards of {repo_id} split {split!r} hold only {have} sequences of {seq_len} < n_seq={n_seq}")
 
 
 __all__ = ["TOKENS_REPO", "SEQ_LEN", "reshape_rows", "load_token_file", "hub_tokens", "download_dataset_file"]

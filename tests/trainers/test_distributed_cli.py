@@ -40,7 +40,7 @@ def files(tmp_path_factory) -> tuple[Path, Path]:
 
 def train_args(files, out: Path, *extra: str) -> list[str]:
     model, tokens = files
-    return ["--preset", "demo", "--model", str(model), "--tokens", str(tokens), "--bos", "0", "--out", str(out),
+    return ["--preset", "demo", "--model", str(model), "--data", str(tokens), "--bos", "0", "--out", str(out),
             "--no-progress", "--seq_len", "16", "--batch_size", "64", "--buffer_mult", "4", "--model_batch", "16",
             "--num_tokens", str(64 * STEPS), "--checkpoint_every", str(64 * 30), "--log_every", "10", "--eval_every", "80",
             "--eval_tokens", "256", "--resample_every", "50", "--resample_freq_tokens", "512", "--resample_freq", "0.01",

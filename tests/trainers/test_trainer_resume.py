@@ -43,7 +43,7 @@ def files(tmp_path_factory) -> tuple[Path, Path]:
 
 def cli_args(files, out: Path, *extra: str) -> list[str]:
     model, tokens = files
-    return ["--preset", "demo", "--model", str(model), "--tokens", str(tokens),
+    return ["--preset", "demo", "--model", str(model), "--data", str(tokens),
             "--bos", "0", "--out", str(out), "--no-progress", "--seq_len", "16", "--batch_size", "64", "--buffer_mult", "4",
             "--model_batch", "16", "--num_tokens", str(64 * 240), "--checkpoint_every", str(64 * 30), "--log_every", "5",
             "--eval_every", "40", "--eval_tokens", "256", "--resample_every", "50", "--resample_freq_tokens", "512",

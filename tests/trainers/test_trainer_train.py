@@ -22,6 +22,7 @@ from trainers import (
     preset,
     train,
 )
+from trainers.config import ConfigError
 from trainers.train import make_buffer
 
 
@@ -185,7 +186,7 @@ def test_presets_and_config_parsing():
     for bad in ({"end_of_data": "loop"}, {"batch_size": "0"}, {"no_such_key": "1"}, {"num_tokens": "1.5"}, {"lr": "-1"}):
         with pytest.raises(ValueError):
             run1.with_overrides(bad)
-    with pytest.raises(KeyError):
+    with pytest.raises(ConfigError):
         preset("nope")
     assert dataclasses.replace(run1, resample="anthropic").resample == "anthropic"
     _ = np.float16  # snapshots are float16 arrays read back as float32
