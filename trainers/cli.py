@@ -12,13 +12,10 @@ import ast
 import dataclasses
 import inspect
 import logging
-import warnings
 from pathlib import Path
-from typing import Any
 
-from sae_analysis.errors import UsageError
-from trainers.checkpoint import read_state_meta
-from trainers.config import PRESETS, TrainConfig, preset
+from trainers.cli_inputs import config_from_args, data_source, load_sequences, preset_or_saved_model
+from trainers.config import PRESETS, TrainConfig
 from trainers.ddp_launch import add_distributed_arguments, maybe_run_distributed
 from trainers.preflight import preflight
 
@@ -47,32 +44,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         group.add_argument(*sorted(flags), dest=f.name, default=None, metavar="VALUE", help=doc)
 
 
-def data_source(args: argparse.Namespace) -> str:
-    """`--data`, or the deprecated `--tokens SOURCE` (with a warning); sets `args.data` and clears the alias."""
-    old = vars(args).pop("tokens_deprecated", None)
-    if old is not None:
-        if args.data is not None and args.data != old:
-            raise UsageError(f"--tokens {old} and --data {args.data} disagree: give only --data")
-        warnings.warn("`sae-analysis train --tokens SOURCE` is deprecated: use --data SOURCE", FutureWarning, stacklevel=2)
-        logging.getLogger(__name__).warning("--tokens SOURCE is deprecated: use --data SOURCE")
-        args.data = old
-    args.data = args.data or "demo"
-    return args.data
 
 
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """The preset with the flags given; with --resume and a saved run, the saved config with the flags given."""
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    overrides = {k: v for k, v in vars(args).items() if k in fields and v is not None}
-    meta = read_state_meta(Path(args.out or f"runs/{args.preset}")) if args.resume else None
-    base = TrainConfig.from_dict(meta["cfg"]) if meta is not None else preset(args.preset)
-    return base.with_overrides(overrides)
 
 
-def preset_or_saved_model(args: argparse.Namespace) -> str:
-    """The model_name of the saved run (with --resume) or of the preset, when --model is not given."""
-    meta = read_state_meta(Path(args.out or f"runs/{args.preset}")) if args.resume else None
-    return str(meta["cfg"]["model_name"]) if meta is not None else preset(args.preset).model_name
 
 
 def field_docs() -> dict[str, str]:
@@ -86,33 +61,8 @@ def field_docs() -> dict[str, str]:
     return docs
 
 
-def hub_sequences(spec: str, cfg: TrainConfig, bos: int | None) -> tuple[Any, Any]:
-    """`hub:REPO[@REVISION]`: every sequence of the dataset's train split (downloaded once into the huggingface_hub
-    cache), cut into seq_len with BOS first as the original did, then permuted with the run's seed."""
-    from sae_analysis.io.tokens import hub_tokens
-    from trainers.source import permute_sequences
-
-    repo, _, revision = spec.removeprefix("hub:").partition("@")
-    seqs = hub_tokens(repo, n_seq=None, seq_len=cfg.seq_len, bos_token_id=bos, revision=revision or None)
-    seqs = permute_sequences(seqs, cfg.seed)
-    return seqs, seqs  # no held-out split in the original: evaluation samples the training pool
 
 
-def load_sequences(spec: str, cfg: TrainConfig, model: Any, bos: int | None) -> tuple[Any, Any]:
-    """(training sequences, evaluation sequences) for `--data`."""
-    from sae_analysis.io.tokens import load_token_file, reshape_rows
-    from trainers.source import permute_sequences
-
-    if spec == "demo":
-        from sae_analysis.io.demo import demo_tokens
-
-        return demo_tokens("train", seq_len=cfg.seq_len), demo_tokens("eval", seq_len=cfg.seq_len)
-    if bos is None:
-        bos = getattr(getattr(model, "tokenizer", None), "bos_token_id", None)
-    if spec.startswith("hub:"):
-        return hub_sequences(spec, cfg, bos)
-    seqs = permute_sequences(reshape_rows(load_token_file(spec), cfg.seq_len, bos), cfg.seed)
-    return seqs, seqs  # no held-out split in the original: evaluation samples the training pool (REPLICATION.md §2)
 
 
 def run(args: argparse.Namespace) -> int:

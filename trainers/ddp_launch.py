@@ -15,10 +15,8 @@ import argparse
 import datetime
 import logging
 import os
-import signal
 import subprocess
 import sys
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -29,6 +27,7 @@ from jaxtyping import Int
 from torch import Tensor
 
 from trainers.config import TrainConfig
+from trainers.interrupt import StopRequests
 
 log = logging.getLogger(__name__)
 Backend = Literal["auto", "gloo", "nccl"]
@@ -77,28 +76,6 @@ def shard_sequences(tokens: Int[Tensor, "n_seq pos"], rank: int, world_size: int
     return tokens[rank * n:(rank + 1) * n]
 
 
-class StopRequests:
-    """Every SIGINT or SIGTERM asks for a stop at the next step boundary; the ranks agree on it, save and exit. Under
-    torchrun a terminal Ctrl-C reaches each worker twice (directly, then forwarded by the agent, which also sends
-    SIGTERM on shutdown), so unlike the single-process trainer a repeated signal does not abort: torchrun SIGKILLs
-    workers that take longer than its shutdown timeout. Main thread only."""
-
-    def __init__(self) -> None:
-        self.requested, self._old = False, {}
-
-    def __enter__(self) -> StopRequests:
-        if threading.current_thread() is threading.main_thread():
-            self._old = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)}
-        return self
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if not self.requested:
-            log.warning("signal %d: every rank saves a checkpoint at the end of this step, then stops", signum)
-        self.requested = True
-
-    def __exit__(self, *exc: Any) -> None:
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
 
 
 def add_distributed_arguments(parser: argparse.ArgumentParser) -> None:
@@ -146,7 +123,7 @@ def launch(args: argparse.Namespace, nproc: int, ddp: DDPConfig) -> int:
 def rank_data(args: argparse.Namespace, cfg: TrainConfig, rank: int, world: int) -> tuple[Any, Any]:
     """(this rank's activation source over its token shard, the evaluator on rank 0 / None elsewhere)."""
     from sae_analysis.io.model import load_model
-    from trainers.cli import load_sequences
+    from trainers.cli_inputs import load_sequences
     from trainers.evaluate import ModelEvaluator
     from trainers.source import ModelActivations
 
@@ -161,7 +138,7 @@ def rank_data(args: argparse.Namespace, cfg: TrainConfig, rank: int, world: int)
 def run_rank(args: argparse.Namespace, ddp: DDPConfig) -> int:
     """One torchrun worker: join the group, train this rank's shard, leave. Exit code 0, 130 (interrupted) or
     EXIT_RANK_FAILURE when another rank died or hung."""
-    from trainers.cli import config_from_args
+    from trainers.cli_inputs import config_from_args
     from trainers.distributed import RankFailureError, train_distributed
 
     cfg = config_from_args(args)

@@ -46,11 +46,11 @@ from sae_analysis.metrics import explained_variance, firing_counts
 from trainers import checkpoint as ckpt
 from trainers.buffer import MixingBuffer
 from trainers.config import TrainConfig
-from trainers.ddp_launch import StopRequests
 from trainers.ddp_reduce import DistributedTracker, global_losses, is_collective_failure, max_rank_divergence, rank_objective
 from trainers.ddp_state import load_rank_state, prune_rank_states, save_rank_state
 from trainers.dead import project_decoder_grad_, renormalise_decoder_
 from trainers.evaluate import Evaluator
+from trainers.interrupt import StopRequests
 from trainers.memory import keep_freed_memory
 from trainers.precision import resolve_autocast
 from trainers.train import DTYPES, NonFiniteLossError, StepOutput, Stopped, Trainer, TrainResult

@@ -62,8 +62,6 @@ def test_imports_point_one_way():
     assert not bad, f"imports against the layout (STYLE.md §1): {bad}"
 
 
-@pytest.mark.xfail(strict=True, reason="trainers.cli -> ddp_launch -> distributed -> ddp_launch: removed with the one-trainer "
-                   "restructuring (issue #11 item 2)")
 def test_no_import_cycles():
     graph = project_graph()
     cycles, state = [], {}
