@@ -46,8 +46,10 @@ def bench_config(args: argparse.Namespace, step_impl: str) -> object:
     from trainers import TrainConfig
 
     return TrainConfig(d_in=args.d_in, dict_mult=args.dict_mult, batch_size=args.batch, buffer_mult=4, buffer_dtype="float32",
-                       num_tokens=args.batch * args.steps, log_every=max(1, args.steps // 8), eval_every=10**9,
-                       checkpoint_every=10**12, resample="none", end_of_data="wrap", device=args.device, step_impl=step_impl,
+                       num_tokens=args.batch * args.steps, log_every_tokens=args.batch * max(1, args.steps // 8),
+                       eval_every_tokens=10**9,
+                       checkpoint_every_tokens=10**12, resample="none", end_of_data="wrap", device=args.device,
+                       step_impl=step_impl,
                        model_name="synthetic", seed=0)
 
 

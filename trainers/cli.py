@@ -15,9 +15,10 @@ import logging
 from pathlib import Path
 
 from trainers.cli_inputs import config_from_args, data_source, load_sequences, preset_or_saved_model
-from trainers.config import PRESETS, TrainConfig
+from trainers.config import PRESETS, TrainConfig, schedule_warnings
+from trainers.config_migrate import RENAMED
 from trainers.ddp_launch import add_distributed_arguments, maybe_run_distributed
-from trainers.preflight import preflight
+from trainers.preflight import preflight, requested_world_size
 
 HELP = "train an SAE on a model's activations (presets: " + ", ".join(PRESETS) + ")"
 
@@ -42,6 +43,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         flags = {f"--{f.name}", f"--{f.name.replace('_', '-')}"}
         doc = docs.get(f.name, "").replace("%", "%%")
         group.add_argument(*sorted(flags), dest=f.name, default=None, metavar="VALUE", help=doc)
+    old = parser.add_argument_group("deprecated schedule flags (counted steps; converted to tokens with a warning)")
+    for name, new in RENAMED.items():
+        old.add_argument(f"--{name}", f"--{name.replace('_', '-')}", dest=name, default=None, metavar="VALUE",
+                         help=f"use --{new.replace('_', '-')}")
 
 
 
@@ -73,10 +78,13 @@ def run(args: argparse.Namespace) -> int:
 
     data_source(args)
     preflight(args, Path(args.out or f"runs/{args.preset}"), args.model or preset_or_saved_model(args))
+    cfg = config_from_args(args)  # a bad value is refused here, before any rank is spawned
+    if requested_world_size(None) == 1:  # the launcher (or the only process), not each torchrun worker
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+        for warning in schedule_warnings(cfg):
+            logging.getLogger(__name__).warning("%s", warning)
     if (code := maybe_run_distributed(args)) is not None:  # torchrun worker, or --nproc N > 1
         return code
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    cfg = config_from_args(args)
     model = load_model(args.model or cfg.model_name, device=cfg.device)
     train_seqs, eval_seqs = load_sequences(args.data, cfg, model, args.bos)
     source = ModelActivations(model, train_seqs, hook_name=cfg.hook_name, model_batch=cfg.model_batch,

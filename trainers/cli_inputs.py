@@ -14,6 +14,7 @@ from typing import Any
 from sae_analysis.errors import UsageError
 from trainers.checkpoint import read_state_meta
 from trainers.config import TrainConfig, preset
+from trainers.config_migrate import RENAMED
 
 
 def data_source(args: argparse.Namespace) -> str:
@@ -31,7 +32,7 @@ def data_source(args: argparse.Namespace) -> str:
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The preset with the flags given; with --resume and a saved run, the saved config with the flags given."""
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    fields = {f.name for f in dataclasses.fields(TrainConfig)} | set(RENAMED)  # old names: deprecated flags
     overrides = {k: v for k, v in vars(args).items() if k in fields and v is not None}
     meta = read_state_meta(Path(args.out or f"runs/{args.preset}")) if args.resume else None
     base = TrainConfig.from_dict(meta["cfg"]) if meta is not None else preset(args.preset)

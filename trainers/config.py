@@ -78,16 +78,17 @@ class TrainConfig:
     """'project_grad' reproduces the published checkpoints; 'project_grad_and_renorm' also renormalises rows after the step."""
     resample: Resample = "kaiming"
     """'none'; 'kaiming' (Neel, §7.1); 'anthropic' (Towards Monosemanticity, §7.2)."""
-    resample_every: int = 30_000
-    """kaiming: steps between resamples (measured after the checkpoint at the same step, as in the original)."""
+    resample_every_tokens: int = 122_880_000
+    """kaiming: tokens between resamples (run 1: every 30,000 steps of 4,096 = 122,880,000 tokens; measured after the
+    checkpoint of the same step, as in the original)."""
     resample_freq: float = NEEL_RESAMPLE_FREQ
     """kaiming: latents with frequency below this on fresh tokens are re-initialised."""
     resample_freq_tokens: int = 3_276_800
     """kaiming: tokens used to measure frequencies (get_freqs(50) = 50 * 512 * 128)."""
-    resample_steps: tuple[int, ...] = (25_000, 50_000, 75_000, 100_000)
-    """anthropic: steps at which to resample."""
-    resample_window: int = 12_500
-    """anthropic: a latent is dead if it did not fire in the previous resample_window steps (counted in tokens)."""
+    resample_at_tokens: tuple[int, ...] = (102_400_000, 204_800_000, 307_200_000, 409_600_000)
+    """anthropic: token counts at which to resample (at the first step reaching each; 25k, 50k, 75k, 100k steps of 4,096)."""
+    resample_window_tokens: int = 51_200_000
+    """anthropic: a latent is dead if it did not fire on the previous resample_window_tokens tokens (12,500 steps of 4,096)."""
     resample_inputs: int = 819_200
     """anthropic: inputs scored and sampled with probability ∝ loss²."""
     resample_loss: ResampleLoss = "l2"
@@ -96,14 +97,15 @@ class TrainConfig:
     """anthropic: seed from x - b_dec instead of x (Kissane centres; ai-safety-foundation does not; §7.3)."""
     resample_enc_scale: float = 0.2
     """anthropic: new encoder columns get this times the mean alive encoder norm."""
-    log_every: int = 100
-    """Steps between training-metric rows in metrics.jsonl."""
-    eval_every: int = 1000
-    """Steps between evaluations (reconstruction score, dead fractions)."""
+    log_every_tokens: int = 409_600
+    """Tokens between training-metric rows in metrics.jsonl (at the first step reaching each multiple; 100 steps of 4,096)."""
+    eval_every_tokens: int = 4_096_000
+    """Tokens between evaluations (reconstruction score, dead fractions; 1,000 steps of 4,096)."""
     eval_tokens: int = 327_680
     """Tokens per evaluation (get_freqs(5) = 5 * 512 * 128)."""
-    checkpoint_every: int = 122_880_000
-    """Tokens between checkpoints (run 1: every 30,000 steps = 122,880,000 tokens)."""
+    checkpoint_every_tokens: int = 122_880_000
+    """Tokens between checkpoints, each with a frequency measurement on resample_freq_tokens tokens (run 1: every 30,000
+    steps = 122,880,000 tokens)."""
     autocast_bf16: bool = False
     """Run the SAE step under bf16 autocast (parameters and optimizer stay fp32; uses the autograd step)."""
     cpu_bf16: CpuBf16 = "fallback"
@@ -116,11 +118,14 @@ class TrainConfig:
     """Where the SAE trains."""
 
     def __post_init__(self) -> None:
-        for name in ("dict_mult", "batch_size", "buffer_mult", "seq_len", "num_tokens", "model_batch", "log_every",
-                     "eval_every", "checkpoint_every", "resample_every", "resample_window", "resample_inputs",
+        for name in ("dict_mult", "batch_size", "buffer_mult", "seq_len", "num_tokens", "model_batch", "resample_inputs",
                      "resample_freq_tokens", "eval_tokens"):
             if int(getattr(self, name)) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        for name in INTERVALS:
+            if int(getattr(self, name)) < self.batch_size:
+                raise ConfigError(f"{name}={getattr(self, name)} is smaller than one batch ({self.batch_size} tokens): "
+                                  f"intervals count tokens, give a multiple of batch_size")
         if self.d_in is not None and self.d_in <= 0:
             raise ConfigError(f"d_in must be positive or None, got {self.d_in}")
         if self.buffer_mult < 2:
@@ -130,8 +135,9 @@ class TrainConfig:
         for name, allowed in _LITERALS.items():
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name}={getattr(self, name)!r}; expected one of {allowed}")
-        if any(s <= 0 for s in self.resample_steps) or list(self.resample_steps) != sorted(set(self.resample_steps)):
-            raise ConfigError(f"resample_steps must be positive and strictly increasing, got {self.resample_steps}")
+        at = self.resample_at_tokens
+        if any(t <= 0 for t in at) or list(at) != sorted(set(at)):
+            raise ConfigError(f"resample_at_tokens must be positive and strictly increasing, got {at}")
 
     @property
     def steps(self) -> int:
@@ -150,21 +156,27 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
-        d["resample_steps"] = list(self.resample_steps)
+        d["resample_at_tokens"] = list(self.resample_at_tokens)
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        """Build from a dict (e.g. a saved checkpoint), ignoring unknown keys."""
+        """Build from a dict (e.g. a saved checkpoint), ignoring unknown keys; a dict saved with the old step-counted field
+        names is migrated (`trainers.config_migrate`)."""
+        from trainers.config_migrate import migrate
+
         names = {f.name for f in dataclasses.fields(cls)}
-        kw = {k: v for k, v in d.items() if k in names}
-        if "resample_steps" in kw:
-            kw["resample_steps"] = tuple(kw["resample_steps"])
+        kw = {k: v for k, v in migrate(d).items() if k in names}
+        if "resample_at_tokens" in kw:
+            kw["resample_at_tokens"] = tuple(kw["resample_at_tokens"])
         return cls(**kw)
 
     def with_overrides(self, overrides: dict[str, Any]) -> TrainConfig:
         """A copy with fields replaced; string values (from a command line) are parsed to the field's type."""
+        from trainers.config_migrate import migrate_overrides
+
         hints = typing.get_type_hints(TrainConfig)
+        overrides = migrate_overrides(overrides, self)
         unknown = set(overrides) - set(hints)
         if unknown:
             raise ConfigError(f"unknown config keys {sorted(unknown)}; known: {sorted(hints)}")
@@ -177,8 +189,31 @@ class TrainConfig:
         return dataclasses.replace(self, **parsed)
 
 
+INTERVALS = ("log_every_tokens", "eval_every_tokens", "checkpoint_every_tokens", "resample_every_tokens",
+             "resample_window_tokens")
+"""Schedule fields: tokens between events, each at least one batch (an event fires at the first step reaching a multiple)."""
+
 _LITERALS = {name: typing.get_args(t) for name, t in typing.get_type_hints(TrainConfig).items()
              if typing.get_origin(t) is Literal}
+
+
+FREQ_SHARE_WARN = 0.25
+"""Warn when each checkpoint's frequency measurement reads more than this share of the tokens trained between checkpoints."""
+
+
+def schedule_warnings(cfg: TrainConfig) -> list[str]:
+    """Settings that are valid but probably not meant (the CLI logs them before training)."""
+    out = []
+    share = cfg.resample_freq_tokens / cfg.checkpoint_every_tokens
+    if share > FREQ_SHARE_WARN:
+        out.append(f"every checkpoint measures latent frequencies on resample_freq_tokens={cfg.resample_freq_tokens:,} "
+                   f"fresh tokens, {share:.0%} of the checkpoint_every_tokens={cfg.checkpoint_every_tokens:,} trained "
+                   "between checkpoints: frequency measurement dominates the run (raise checkpoint_every_tokens or lower "
+                   "resample_freq_tokens)")
+    if cfg.resample == "kaiming" and cfg.resample_every_tokens % cfg.checkpoint_every_tokens:
+        out.append(f"resample_every_tokens={cfg.resample_every_tokens:,} is not a multiple of checkpoint_every_tokens="
+                   f"{cfg.checkpoint_every_tokens:,}: some resamples measure frequencies without a checkpoint")
+    return out
 
 
 def parse_value(tp: Any, text: str) -> Any:
@@ -210,8 +245,9 @@ PRESETS: dict[str, TrainConfig] = {
     "gelu-1l-run1": TrainConfig(),
     "demo": TrainConfig(
         model_name="demo", batch_size=256, buffer_mult=32, buffer_dtype="float32", lr=1e-3, l1_coeff=1e-3 * 1024 / 256,
-        seq_len=32, num_tokens=2_000_000, seed=0, model_batch=64, end_of_data="wrap", resample_every=2_000,
-        resample_freq_tokens=65_536, log_every=20, eval_every=500, eval_tokens=16_384, checkpoint_every=250_000,
+        seq_len=32, num_tokens=2_000_000, seed=0, model_batch=64, end_of_data="wrap", resample_every_tokens=2_000 * 256,
+        resample_freq_tokens=65_536, log_every_tokens=20 * 256, eval_every_tokens=500 * 256, eval_tokens=16_384,
+        checkpoint_every_tokens=250_000,
     ),
 }
 """Named settings. 'gelu-1l-run1': Neel's run 1 (seed 52, defaults of utils.py). 'demo': small settings for the embedded

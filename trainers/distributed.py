@@ -154,11 +154,11 @@ class DistributedTrainer(Trainer):
             self.writer.write("error", step=self.step + 1, tokens=self.tokens, message=str(err))
             raise NonFiniteLossError(f"step {self.step + 1}: {err}. Stopped; the last good checkpoint is "
                                      f"{self.last_checkpoint or '(none yet)'}") from None
-        self.step, self.tokens = self.step + 1, self.tokens + len(x) * self.world
+        self.step, self.prev_tokens, self.tokens = self.step + 1, self.tokens, self.tokens + len(x) * self.world
         bar.update(1)
-        if self.step % self.cfg.log_every == 0:
+        if self.reached(self.cfg.log_every_tokens):
             self._log_train(x, out, bar)
-        if self.step % self.cfg.eval_every == 0 and self.rank == 0:
+        if self.reached(self.cfg.eval_every_tokens) and self.rank == 0:
             self._evaluate()
         self._maybe_checkpoint_and_resample()
 
@@ -192,7 +192,7 @@ class DistributedTrainer(Trainer):
     def _maybe_checkpoint_and_resample(self) -> None:
         due_ckpt = self.tokens >= self.next_checkpoint
         if due_ckpt:
-            self.next_checkpoint += self.cfg.checkpoint_every
+            self.next_checkpoint += self.cfg.checkpoint_every_tokens
             self._save_sae(self.out_dir / "checkpoints" / f"{self.tokens:012d}")
         resampled = self._maybe_resample() if self.rank == 0 else False
         flag = torch.tensor([float(resampled)], device=self.comm_device)

@@ -115,7 +115,8 @@ class Trainer:
         self.cfg, self.buffer, self.source, self.out_dir, self.evaluator = cfg, buffer, source, out_dir, evaluator
         self.writer = MetricsWriter(out_dir / METRICS_FILE)
         self.step = self.tokens = 0
-        self.next_checkpoint = cfg.checkpoint_every
+        self.next_checkpoint = cfg.checkpoint_every_tokens
+        self.prev_tokens = 0  # the token count before the last step: schedules fire when a step reaches a multiple
         self.last_checkpoint: str | None = None
         self._freq_cache: tuple[int, FrequencyResult] | None = None
         self._timer = (time.perf_counter(), 0)
@@ -152,14 +153,19 @@ class Trainer:
             self.writer.write("error", step=self.step + 1, tokens=self.tokens, message=str(err))
             raise NonFiniteLossError(f"step {self.step + 1}: {err}. Stopped; the last good checkpoint is "
                                      f"{self.last_checkpoint or '(none yet)'}") from None
-        self.step, self.tokens = self.step + 1, self.tokens + len(x)
+        self.step, self.prev_tokens, self.tokens = self.step + 1, self.tokens, self.tokens + len(x)
         self.tracker.update(out.acts)
         bar.update(1)
-        if self.step % self.cfg.log_every == 0:
+        if self.reached(self.cfg.log_every_tokens):
             self._log_train(x, out, bar)
-        if self.step % self.cfg.eval_every == 0:
+        if self.reached(self.cfg.eval_every_tokens):
             self._evaluate()
         self._maybe_checkpoint_and_resample()
+
+    def reached(self, every_tokens: int) -> bool:
+        """Whether the last step reached a multiple of `every_tokens` (with intervals that are multiples of the batch:
+        every `every_tokens // batch_size` steps)."""
+        return self.tokens // every_tokens > self.prev_tokens // every_tokens
 
     def _log_train(self, x: Tensor, out: StepOutput, bar: tqdm) -> None:
         now, tokens = time.perf_counter(), self.tokens
@@ -203,7 +209,7 @@ class Trainer:
     def _maybe_checkpoint_and_resample(self) -> None:
         due_ckpt = self.tokens >= self.next_checkpoint
         if due_ckpt:
-            self.next_checkpoint += self.cfg.checkpoint_every
+            self.next_checkpoint += self.cfg.checkpoint_every_tokens
             self._save_sae(self.out_dir / "checkpoints" / f"{self.tokens:012d}")
         resampled = self._maybe_resample()
         if due_ckpt or resampled:
@@ -220,13 +226,13 @@ class Trainer:
 
     def _maybe_resample(self) -> bool:
         cfg = self.cfg
-        if cfg.resample == "kaiming" and self.step % cfg.resample_every == 0:
+        if cfg.resample == "kaiming" and self.reached(cfg.resample_every_tokens):
             freq = self._checkpoint_frequencies().freq
             dead = (freq < cfg.resample_freq).to(self.sae.device)
             new = kaiming_latents(self.sae.cfg.d_in, self.sae.cfg.d_sae, dead, torch.Generator().manual_seed(self._seed(3)))
             apply_new_latents(self.sae, new)  # Neel: optimizer state untouched
-        elif cfg.resample == "anthropic" and self.step in cfg.resample_steps:
-            dead = self.tracker.dead_mask(cfg.resample_window * cfg.batch_size)
+        elif cfg.resample == "anthropic" and any(self.prev_tokens < t <= self.tokens for t in cfg.resample_at_tokens):
+            dead = self.tracker.dead_mask(cfg.resample_window_tokens)
             freq = self.tracker.window_frequencies().cpu()
             new = self._anthropic(dead)
         else:
@@ -286,6 +292,7 @@ class Trainer:
             self.source.load_state_dict(meta["source"])
         torch.set_rng_state(tensors["rng/torch"])
         self.step, self.tokens, self.next_checkpoint = meta["step"], meta["tokens"], meta["next_checkpoint"]
+        self.prev_tokens = self.tokens
         self.last_checkpoint = meta["last_checkpoint"]
         self.writer.truncate(meta["metrics_offset"])
 

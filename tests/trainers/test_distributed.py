@@ -36,13 +36,16 @@ from trainers.train import Trainer, make_buffer
 WORLD = 2
 STEPS, BATCH, D_IN = 12, 32, 16
 BASE = dict(d_in=D_IN, dict_mult=4, batch_size=BATCH, buffer_mult=2, buffer_dtype="float32", lr=1e-2, l1_coeff=3e-3,
-            num_tokens=STEPS * BATCH, seed=3, log_every=2, eval_every=4, eval_tokens=64, checkpoint_every=10**9,
+            num_tokens=STEPS * BATCH, seed=3, log_every_tokens=2 * BATCH, eval_every_tokens=4 * BATCH, eval_tokens=64,
+            checkpoint_every_tokens=10**9,
             resample="none", model_name="synthetic")
 SCENARIOS = {
     # Neel's resampling from the training window, right after a checkpoint (as the original: save, then resample)
-    "kaiming": dict(resample="kaiming", resample_every=4, resample_freq=0.05, checkpoint_every=4 * BATCH),
+    "kaiming": dict(resample="kaiming", resample_every_tokens=4 * BATCH, resample_freq=0.05,
+                    checkpoint_every_tokens=4 * BATCH),
     # Anthropic's: held-out inputs, loss²-weighted seeds, Adam moments of the new latents zeroed (then broadcast)
-    "anthropic": dict(resample="anthropic", resample_steps=(5, 9), resample_window=2, resample_inputs=128),
+    "anthropic": dict(resample="anthropic", resample_at_tokens=(5 * BATCH, 9 * BATCH), resample_window_tokens=2 * BATCH,
+    resample_inputs=128),
     "per_token": dict(loss_convention="per_token", l1_coeff=0.1, decoder_norm="project_grad_and_renorm"),
 }
 
@@ -246,8 +249,8 @@ def test_world_size_one_reproduces_the_single_process_trainer(tmp_path, monkeypa
     from trainers.ddp_launch import DDPConfig, init_process_group
     from trainers.distributed import train_distributed
 
-    cfg = TrainConfig(**{**BASE, **SCENARIOS["kaiming"], "num_tokens": 40 * BATCH, "checkpoint_every": 20 * BATCH,
-                         "resample_every": 20, "resample_freq": 0.4, "buffer_mult": 4, "end_of_data": "wrap",
+    cfg = TrainConfig(**{**BASE, **SCENARIOS["kaiming"], "num_tokens": 40 * BATCH, "checkpoint_every_tokens": 20 * BATCH,
+                         "resample_every_tokens": 20 * BATCH, "resample_freq": 0.4, "buffer_mult": 4, "end_of_data": "wrap",
                          "device": device})
     data = planted(20 * BATCH, seed=0)
     ref = train(cfg, TensorActivations(data, chunk=64, wrap=True), out_dir=tmp_path / "single", progress=False)
@@ -337,7 +340,7 @@ def test_nproc_relaunch_reproduces_the_command_line():
     from trainers.ddp_launch import DDP_ARGS, namespace_argv
 
     argv = ["train", "--preset", "demo", "--out", "runs/x", "--resume", "--no-progress", "--l1-coeff", "1e-3",
-            "--resample_steps", "5,9", "--nproc", "2", "--ddp-timeout", "30"]
+            "--resample-at-tokens", "5,9", "--nproc", "2", "--ddp-timeout", "30"]
     args = build_parser("train").parse_args(argv)
     for k in DDP_ARGS:
         vars(args).pop(k)

@@ -42,8 +42,10 @@ def train_args(files, out: Path, *extra: str) -> list[str]:
     model, tokens = files
     return ["--preset", "demo", "--model", str(model), "--data", str(tokens), "--bos", "0", "--out", str(out),
             "--no-progress", "--seq_len", "16", "--batch_size", "64", "--buffer_mult", "4", "--model_batch", "16",
-            "--num_tokens", str(64 * STEPS), "--checkpoint_every", str(64 * 30), "--log_every", "10", "--eval_every", "80",
-            "--eval_tokens", "256", "--resample_every", "50", "--resample_freq_tokens", "512", "--resample_freq", "0.01",
+            "--num_tokens", str(64 * STEPS), "--checkpoint-every-tokens", str(64 * 30), "--log-every-tokens", str(64 * 10),
+            "--eval-every-tokens", str(64 * 80),
+            "--eval_tokens", "256", "--resample-every-tokens", str(64 * 50), "--resample_freq_tokens", "512",
+            "--resample_freq", "0.01",
             "--dict_mult", "2", "--l1_coeff", "3e-3", "--hook_name", HOOK, "--ddp-timeout", str(TIMEOUT_S), *extra]
 
 

@@ -28,8 +28,9 @@ def test_native_bf16_is_read_from_the_cpu_flags(tmp_path, text, native):
 
 def cfg(**kw) -> TrainConfig:
     return TrainConfig(model_name="synthetic", batch_size=32, buffer_mult=4, buffer_dtype="float32", num_tokens=32 * 12,
-                       dict_mult=2, resample="none", log_every=4, eval_every=12, eval_tokens=256, end_of_data="wrap",
-                       checkpoint_every=32 * 12, resample_freq_tokens=256, autocast_bf16=True, **kw)
+                       dict_mult=2, resample="none", log_every_tokens=4 * 32, eval_every_tokens=12 * 32, eval_tokens=256,
+                       end_of_data="wrap",
+                       checkpoint_every_tokens=32 * 12, resample_freq_tokens=256, autocast_bf16=True, **kw)
 
 
 def emulated(monkeypatch, native: bool | None) -> None:

@@ -45,8 +45,10 @@ def cli_args(files, out: Path, *extra: str) -> list[str]:
     model, tokens = files
     return ["--preset", "demo", "--model", str(model), "--data", str(tokens),
             "--bos", "0", "--out", str(out), "--no-progress", "--seq_len", "16", "--batch_size", "64", "--buffer_mult", "4",
-            "--model_batch", "16", "--num_tokens", str(64 * 240), "--checkpoint_every", str(64 * 30), "--log_every", "5",
-            "--eval_every", "40", "--eval_tokens", "256", "--resample_every", "50", "--resample_freq_tokens", "512",
+            "--model_batch", "16", "--num_tokens", str(64 * 240), "--checkpoint-every-tokens", str(64 * 30),
+            "--log-every-tokens", str(64 * 5),
+            "--eval-every-tokens", str(64 * 40), "--eval_tokens", "256", "--resample-every-tokens", str(64 * 50),
+            "--resample_freq_tokens", "512",
             "--resample_freq", "0.01", "--dict_mult", "2", "--l1_coeff", "3e-3", "--hook_name", HOOK, *extra]
 
 
@@ -129,9 +131,9 @@ def test_cli_flags_and_resume_config(tmp_path):
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)
-    args = parser.parse_args(["--preset", "demo", "--l1-coeff", "1e-3", "--resample_steps", "5,9", "--out", str(tmp_path)])
+    args = parser.parse_args(["--preset", "demo", "--l1-coeff", "1e-3", "--resample-at-tokens", "5,9", "--out", str(tmp_path)])
     cfg = config_from_args(args)
-    assert cfg.l1_coeff == 1e-3 and cfg.resample_steps == (5, 9) and cfg.batch_size == preset("demo").batch_size
+    assert cfg.l1_coeff == 1e-3 and cfg.resample_at_tokens == (5, 9) and cfg.batch_size == preset("demo").batch_size
     assert "phase" not in parser.format_help() and "reproduces the published checkpoints" in parser.format_help()
     saved = preset("demo").with_overrides({"lr": "0.5", "seed": "7"})
     save_state(tmp_path, {"x": torch.zeros(1)}, {"cfg": saved.to_dict()})
