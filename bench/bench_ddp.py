@@ -125,8 +125,8 @@ def main() -> None:
         worker(args)
         return
     n = args.nproc
-    configs = [(1, 1, "autograd"), (1, 1, "fused"), (1, n, "fused"), (n, 1, "autograd")] if args.device == "cpu" else \
-        [(1, 1, "autograd"), (1, 1, "fused"), (n, 1, "autograd")]
+    configs = [(1, 1, "autograd"), (1, 1, "fused"), (1, n, "fused"), (n, 1, "autograd"), (n, 1, "fused")] \
+        if args.device == "cpu" else [(1, 1, "autograd"), (1, 1, "fused"), (n, 1, "autograd"), (n, 1, "fused")]
     t0 = time.time()
     results = [run_config(args, *c) for c in configs]
     base = results[0]["tokens_per_s"]
@@ -137,9 +137,18 @@ def main() -> None:
     for r in results:
         print(f"| {r['nproc']} | {r['threads']} | {r['step_impl']} | {r['tokens_per_s']:.0f} | {r['ms_per_step']:.1f} | "
               f"{r['tokens_per_s'] / base:.2f}x | {r['cpu_ms_per_step']:.1f} |")
-    ddp = results[-1]
-    print(f"scaling efficiency 1 -> {n} ranks (wall): {ddp['tokens_per_s'] / (n * base):.2f}; CPU work per step, "
-          f"{n} ranks / 1 rank (1.00 = no parallel overhead): {ddp['cpu_ms_per_step'] / results[0]['cpu_ms_per_step']:.2f}")
+    for ddp, one in ((results[-2], results[0]), (results[-1], results[1])):
+        print(f"scaling efficiency, {ddp['step_impl']} step, 1 -> {n} ranks (wall): "
+              f"{ddp['tokens_per_s'] / (n * one['tokens_per_s']):.2f}; CPU work per step, {n} ranks / 1 rank "
+              f"(1.00 = no parallel overhead): {ddp['cpu_ms_per_step'] / one['cpu_ms_per_step']:.2f}")
+    if args.device == "cpu":
+        sys.path.insert(0, str(Path(__file__).parent))
+        from bench_train import gemm_seconds
+
+        torch.set_num_threads(1)
+        gemm_s = min(gemm_seconds(args.batch, args.d_in, args.d_in * args.dict_mult, torch.float32, 3)[0] for _ in range(3))
+        print(f"GEMM bound (the 5 GEMMs of one step, 1 thread): {1000 * gemm_s:.1f} ms/step; 1 rank fused step = "
+              f"{1000 * gemm_s / results[1]['ms_per_step']:.2f} of the GEMM rate")
     print(json.dumps({"args": vars(args), "results": results}))
 
 

@@ -7,8 +7,9 @@ world size 1 is the unchanged single-process trainer. What each rank does (issue
   (`TrainConfig.batch_size`, tokens, steps, checkpoint and resampling schedules) is the same at every world size;
 * steps a DDP-wrapped SAE on the loss `rank_objective` (the L1 term rescaled so that DDP's gradient *average* equals the
   single-process gradient of the concatenated global batch); the decoder-gradient projection runs after backward, i.e.
-  after DDP's all-reduce, so every rank projects the same gradient. Steps use autograd (`step_impl` is ignored): the
-  fused single-process step writes gradients without autograd, so DDP's backward hooks would never reduce them;
+  after the all-reduce, so every rank projects the same gradient. With `step_impl='fused'` (fp32 ReLU SAEs) each rank
+  runs the fused step of the single-process trainer (`trainers.step`) with the L1 gradient scaled the same way, and the
+  four gradients, views of one flat buffer, are averaged by one explicit all-reduce; otherwise DDP + autograd;
 * all-reduces the loss terms and the per-latent firing counts (the dead-latent tracker, frequencies and L0 are global);
   logged explained variance is computed on rank 0 from the gathered global batch;
 * rank 0 alone evaluates, writes `metrics.jsonl`, SAE checkpoints and the trainer state (weights, Adam, tracker, step);
@@ -53,6 +54,7 @@ from trainers.evaluate import Evaluator
 from trainers.interrupt import StopRequests
 from trainers.memory import keep_freed_memory
 from trainers.precision import resolve_autocast
+from trainers.step import FusedStep
 from trainers.train import DTYPES, NonFiniteLossError, StepOutput, Stopped, Trainer, TrainResult
 
 log = logging.getLogger(__name__)
@@ -95,8 +97,15 @@ class DistributedTrainer(Trainer):
     def init_fresh(self, d_in: int) -> None:
         super().init_fresh(d_in)
         self.tracker = DistributedTracker(self.sae.cfg.d_sae, device=self.cfg.device)
-        device_ids = [self.sae.device.index] if self.sae.device.type == "cuda" else None
-        self.ddp = DistributedDataParallel(self.sae, device_ids=device_ids, **_NO_BUFFER_SYNC)
+        self.fused = self.workspace is not None and not self.cfg.autocast_bf16 and FusedStep.supports(self.sae)
+        if self.fused:  # every gradient is a view of one flat buffer: one all-reduce per step
+            params = [self.sae.W_enc, self.sae.W_dec, self.sae.b_enc, self.sae.b_dec]
+            self.flat_grad = torch.zeros(sum(q.numel() for q in params), device=self.sae.device)
+            offsets = itertools.accumulate([q.numel() for q in params], initial=0)
+            self.grad_views = [(q, self.flat_grad[start:start + q.numel()].view_as(q)) for q, start in zip(params, offsets)]
+        else:  # autograd (bf16 autocast, non-ReLU SAEs): DDP reduces the gradients in backward hooks
+            device_ids = [self.sae.device.index] if self.sae.device.type == "cuda" else None
+            self.ddp = DistributedDataParallel(self.sae, device_ids=device_ids, **_NO_BUFFER_SYNC)
 
     # ----- the loop ---------------------------------------------------------------------------------------------------
     def _any(self, flag: bool) -> bool:
@@ -129,8 +138,15 @@ class DistributedTrainer(Trainer):
         and this rank's activations; the tracker receives the global counts."""
         cfg, sae = self.cfg, self.sae
         x = x.to(sae.device)
-        with torch.autocast(sae.device.type, dtype=torch.bfloat16, enabled=cfg.autocast_bf16):
-            out = self.ddp(x)
+        if self.fused:
+            l1_scale = self.world if sae.cfg.loss_convention == "original" else 1
+            for q, view in self.grad_views:  # (re)bind: anything may have set .grad to None or a new tensor
+                if q.grad is not view:
+                    q.grad = view
+            out = self.workspace.forward_backward(sae, x, l1_scale=l1_scale)  # type: ignore[union-attr]
+        else:
+            with torch.autocast(sae.device.type, dtype=torch.bfloat16, enabled=cfg.autocast_bf16):
+                out = self.ddp(x)
         counts = firing_counts(out.acts.detach())
         stats = torch.cat([torch.stack([out.l2.detach(), out.l1.detach()]).double(), counts.double()])
         dist.all_reduce(stats)
@@ -138,10 +154,15 @@ class DistributedTrainer(Trainer):
         if not math.isfinite(l2 + l1):
             raise NonFiniteLossError(f"loss is {l2 + l1} (l2={l2}, l1={l1}; summed over {self.world} ranks)")
         self.tracker.add_counts(stats[2:].round().long(), len(x) * self.world)
-        rank_objective(out, self.world, sae.cfg.loss_convention).backward()
+        if self.fused:  # the mean over ranks of ∇(l2_r + N l1_r) is the gradient of the global batch (rank_objective)
+            dist.all_reduce(self.flat_grad)
+            self.flat_grad.div_(self.world)
+        else:
+            rank_objective(out, self.world, sae.cfg.loss_convention).backward()
         project_decoder_grad_(sae.W_dec)
         self.opt.step()
-        self.opt.zero_grad(set_to_none=False)
+        if not self.fused:  # the fused step overwrites the gradients; autograd accumulates into them
+            self.opt.zero_grad(set_to_none=False)
         if cfg.decoder_norm == "project_grad_and_renorm":
             renormalise_decoder_(sae.W_dec)
         self._global_l0 = float(stats[2:].sum()) / (len(x) * self.world)  # = metrics.l0 of the global batch
@@ -285,9 +306,6 @@ def train_distributed(cfg: TrainConfig, source: Iterator[Tensor], *, out_dir: st
     cfg, _ = resolve_autocast(cfg)  # every rank decides alike (same host); rank 0's log says why
     if cfg.device == "cpu":
         keep_freed_memory()  # as `train` does
-    if cfg.step_impl != "autograd":
-        log.info("data-parallel steps use autograd (DDP reduces gradients in backward hooks); step_impl=%r is ignored",
-                 cfg.step_impl)
     trainer = DistributedTrainer(cfg, make_rank_buffer(cfg, source, rank, world), source, Path(out_dir), evaluator)
     try:
         batches = _start(trainer, resume)

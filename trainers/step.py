@@ -37,9 +37,11 @@ class FusedStep:
         return sae.cfg.activation == "relu" and sae.dtype == torch.float32
 
     @torch.no_grad()
-    def forward_backward(self, sae: SAE, x: Float[Tensor, "batch d_in"]) -> ForwardOutput:
-        """Loss of `sae` on `x` (the values of `SAE.forward`) with the parameters' `.grad` set to its gradient.
-        The returned `acts` live in the workspace: valid until the next call."""
+    def forward_backward(self, sae: SAE, x: Float[Tensor, "batch d_in"], l1_scale: float = 1.0) -> ForwardOutput:
+        """Loss of `sae` on `x` (the values of `SAE.forward`) with the parameters' `.grad` set to the gradient of
+        l2 + l1_scale * l1 (`l1_scale`: the data-parallel rescaling of `trainers.ddp_reduce.rank_objective`). Existing
+        `.grad` tensors are written in place (they may be views of one flat buffer). The returned `acts` live in the
+        workspace: valid until the next call."""
         B, W_enc, W_dec, b_enc, b_dec = x.shape[0], sae.W_enc, sae.W_dec, sae.b_enc, sae.b_dec
         x = x.to(W_enc.dtype)
         fold = sae.cfg.apply_b_dec_to_input
@@ -47,7 +49,7 @@ class FusedStep:
         torch.addmm(b_enc - b_dec @ W_enc if fold else b_enc, x, W_enc, out=f).relu_()
         x_hat = torch.addmm(b_dec, f, W_dec)
         l2, l1 = sae.losses(x, x_hat, f)
-        c = sae.cfg.l1_coeff / (B if sae.cfg.loss_convention == "per_token" else 1)
+        c = l1_scale * sae.cfg.l1_coeff / (B if sae.cfg.loss_convention == "per_token" else 1)
         g_xhat = (x_hat - x).mul_(2.0 / B)
         for p in (W_enc, W_dec, b_enc, b_dec):
             if p.grad is None:
