@@ -139,7 +139,7 @@ class DistributedTrainer(Trainer):
         cfg, sae = self.cfg, self.sae
         x = x.to(sae.device)
         if self.fused:
-            l1_scale = self.world if sae.cfg.loss_convention == "original" else 1
+            l1_scale = float(self.world) if sae.cfg.loss_convention == "original" else 1.0
             for q, view in self.grad_views:  # (re)bind: anything may have set .grad to None or a new tensor
                 if q.grad is not view:
                     q.grad = view
