@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from sae_analysis import SAEConfig
 from sae_analysis.errors import UsageError
+from trainers.config_migrate import migrate, migrate_overrides
 
 EndOfData = Literal["wrap", "stop", "freeze"]
 DecoderNorm = Literal["project_grad", "project_grad_and_renorm"]
@@ -163,20 +164,16 @@ class TrainConfig:
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         """Build from a dict (e.g. a saved checkpoint), ignoring unknown keys; a dict saved with the old step-counted field
         names is migrated (`trainers.config_migrate`)."""
-        from trainers.config_migrate import migrate
-
         names = {f.name for f in dataclasses.fields(cls)}
-        kw = {k: v for k, v in migrate(d).items() if k in names}
+        kw = {k: v for k, v in migrate(d, cls.batch_size, cls.resample).items() if k in names}
         if "resample_at_tokens" in kw:
             kw["resample_at_tokens"] = tuple(kw["resample_at_tokens"])
         return cls(**kw)
 
     def with_overrides(self, overrides: dict[str, Any]) -> TrainConfig:
         """A copy with fields replaced; string values (from a command line) are parsed to the field's type."""
-        from trainers.config_migrate import migrate_overrides
-
         hints = typing.get_type_hints(TrainConfig)
-        overrides = migrate_overrides(overrides, self)
+        overrides = migrate_overrides(overrides, self.batch_size, parse_value)
         unknown = set(overrides) - set(hints)
         if unknown:
             raise ConfigError(f"unknown config keys {sorted(unknown)}; known: {sorted(hints)}")

@@ -17,10 +17,8 @@ defaults keep a migrated config equal to one built today (e.g. the demo's `train
 from __future__ import annotations
 
 import warnings
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from trainers.config import TrainConfig
+from collections.abc import Callable
+from typing import Any
 
 STEP_FIELDS = {"log_every": "log_every_tokens", "eval_every": "eval_every_tokens", "resample_every": "resample_every_tokens",
                "resample_window": "resample_window_tokens", "resample_steps": "resample_at_tokens"}
@@ -34,29 +32,26 @@ def _tokens(old: str, value: Any, batch_size: int) -> Any:
     return int(value) * batch_size if old in STEP_FIELDS else int(value)
 
 
-def migrate(d: dict[str, Any]) -> dict[str, Any]:
+def migrate(d: dict[str, Any], default_batch: int, default_method: str) -> dict[str, Any]:
     """`d` with old field names replaced by the new ones (values converted to tokens); new names win when both are
-    present. The batch size is `d`'s own (or the default)."""
-    from trainers.config import TrainConfig
-
+    present. The batch size and resampling method are `d`'s own (or the given defaults)."""
     out = {k: v for k, v in d.items() if k not in RENAMED}
-    batch = int(d.get("batch_size", TrainConfig.batch_size))
-    method = d.get("resample", TrainConfig.resample)
+    batch = int(d.get("batch_size", default_batch))
+    method = d.get("resample", default_method)
     for old, new in RENAMED.items():
         if old in d and new not in d and METHOD_OF.get(old, method) == method:
             out[new] = _tokens(old, d[old], batch)
     return out
 
 
-def migrate_overrides(overrides: dict[str, Any], base: TrainConfig) -> dict[str, Any]:
-    """Command-line overrides with old names (deprecated flags, warned about) converted with the run's batch size."""
-    from trainers.config import parse_value
-
+def migrate_overrides(overrides: dict[str, Any], base_batch: int, parse_value: Callable[[Any, str], Any]) -> dict[str, Any]:
+    """Command-line overrides with old names (deprecated flags, warned about) converted with the run's batch size
+    (`batch_size` among the overrides, else `base_batch`); `parse_value` parses command-line strings."""
     old = {k: v for k, v in overrides.items() if k in RENAMED and v is not None}
     if not old:
         return overrides
     out = {k: v for k, v in overrides.items() if k not in RENAMED}
-    batch = overrides.get("batch_size", base.batch_size)
+    batch = overrides.get("batch_size", base_batch)
     batch = parse_value(int, batch) if isinstance(batch, str) else int(batch)
     for name, value in old.items():
         if isinstance(value, str):
