@@ -126,9 +126,7 @@ def stored_log10_density(freq: Float[Tensor, " d_sae"]) -> Float[Tensor, " d_sae
     return torch.log10(freq.double() + SPARSITY_EPS).float()
 
 
-def frequencies_from_log10(
-    log10_density: Float[Tensor, " d_sae"], source: str, *, eps: float = SPARSITY_EPS
-) -> FrequencyResult:
+def frequencies_from_log10(log10_density: Float[Tensor, " d_sae"], source: str, *, eps: float = SPARSITY_EPS) -> FrequencyResult:
     """Wrap a stored per-latent log10 density log10(freq + eps) as a FrequencyResult (eps: SAELens's and our
     sparsity.safetensors offset, 1e-10). The offset is subtracted again, so a stored dead latent (log10(eps) = -10, or
     -inf) comes back as frequency exactly 0. NaN and +inf are rejected."""

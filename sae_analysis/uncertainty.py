@@ -27,6 +27,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from sae_analysis.metrics import RARE_FREQ
+
 CONFIDENCE = 0.95
 N_RESAMPLES = 1000
 """Resamples per interval (percentile bootstrap; 1000 puts ~25 resamples beyond each end of a 95% interval)."""
@@ -180,6 +182,52 @@ def dead_fraction(counts: np.ndarray, n_tokens: int, **kw: int) -> dict[str, flo
                            "dead_freq_bound_95": RULE_OF_THREE / n_tokens}  # fmt: skip
 
 
+CLASSES = ("1-sparse", "10-sparse", "dense")
+INTERVAL_KEYS: dict[str, str] = {
+    "frac_1_sparse": "latents", "frac_10_sparse": "latents", "frac_dense": "latents",
+    "frac_1_sparse_nonrare": "latents", "frac_10_sparse_nonrare": "latents", "frac_dense_nonrare": "latents",
+    "frac_dead": "latents", "ulf_fraction": "sequence blocks", "frac_below_1e-5": "sequence blocks",
+    "recons_score": "sequences",
+}  # fmt: skip
+"""The `sae_analysis.table.KEYS` that `summary_intervals` puts an interval beside, and what each resamples."""
+
+
+def summary_intervals(
+    classes: np.ndarray,
+    counts: np.ndarray,
+    n_tokens: int,
+    *,
+    block_counts: np.ndarray | None = None,
+    block_tokens: np.ndarray | None = None,
+    per_seq: Mapping[str, np.ndarray] | None = None,
+    seq_tokens: np.ndarray | None = None,
+    ulf_threshold: float = RARE_FREQ,
+    n_resamples: int = N_RESAMPLES,
+    seed: int = SEED,
+) -> dict[str, dict[str, float | int | str]]:
+    """Intervals for the `INTERVAL_KEYS` of a summary: decoder class fractions (`classes`, all latents and the non-rare
+    ones, frequency >= RARE_FREQ, as `summarize`) and the dead fraction over latents; threshold fractions over sequence
+    blocks (with `block_counts`); the zero-ablation score over sequences (with `per_seq`). Each entry is an `Interval`
+    as a dict, plus the threshold and its expected firings (threshold fractions) or N, 1/N and 3/N (dead)."""
+    if n_tokens <= 0:
+        raise ValueError("summary_intervals needs firing counts from a token sample (stored frequencies have none)")
+    kw = {"n_resamples": n_resamples, "seed": seed}
+    freq = np.asarray(counts, dtype=np.float64) / n_tokens
+    out: dict[str, dict[str, float | int | str]] = {}
+    for suffix, mask in (("", None), ("_nonrare", freq >= RARE_FREQ)):
+        for c, iv in category_fraction_intervals(classes, CLASSES, mask=mask, **kw).items():
+            out[f"frac_{c.replace('-', '_')}{suffix}"] = iv.as_dict()
+    out["frac_dead"] = dead_fraction(counts, n_tokens, **kw)
+    if block_counts is not None and block_tokens is not None:
+        cuts = {"ulf_fraction": ulf_threshold, "frac_below_1e-5": 1e-5}
+        got = threshold_fraction_intervals(block_counts, block_tokens, list(cuts.values()), **kw)
+        for key, t in cuts.items():
+            out[key] = got[t].as_dict() | {"threshold": t, "expected_firings_at_threshold": t * n_tokens}
+    if per_seq is not None and seq_tokens is not None:
+        out["recons_score"] = recovered_interval(per_seq, seq_tokens, **kw).as_dict()
+    return out
+
+
 __all__ = ["CONFIDENCE", "N_RESAMPLES", "SEED", "MIN_THRESHOLD_FIRINGS", "RULE_OF_THREE", "Interval", "bootstrap_indices",
            "percentile_interval", "threshold_fraction_intervals", "category_fraction_intervals", "recovered_interval",
-           "dead_fraction"]  # fmt: skip
+           "dead_fraction", "CLASSES", "INTERVAL_KEYS", "summary_intervals"]  # fmt: skip
