@@ -65,6 +65,11 @@ def freq_from_log10(stored: ArrayT, eps: float) -> ArrayT:
     return np.where(freq > ROUNDING_TOLERANCE * eps, freq, 0.0)
 
 
+def below_key(threshold: float) -> str:
+    """The summary key of the fraction of latents below a logged threshold: 1e-5 -> 'frac_below_1e-5'."""
+    return f"frac_below_{threshold:.0e}".replace("e-0", "e-")
+
+
 def frequency_fractions(freq: Float[Tensor, " d_sae"]) -> dict[str, float]:
     """Neel's logged fractions: dead (frequency exactly 0 in the sample), below 1e-5 and below 1e-6.
 
@@ -73,5 +78,5 @@ def frequency_fractions(freq: Float[Tensor, " d_sae"]) -> dict[str, float]:
     freq = freq.double()
     out = {"frac_dead": float((freq == 0).double().mean())}
     for t in LOGGED_THRESHOLDS:
-        out[f"frac_below_{t:.0e}".replace("e-0", "e-")] = float((freq < t).double().mean())
+        out[below_key(t)] = float((freq < t).double().mean())
     return out

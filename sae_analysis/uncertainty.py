@@ -27,14 +27,17 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from sae_analysis.metrics import RARE_FREQ
+from sae_analysis.metrics import LOGGED_THRESHOLDS, RARE_FREQ, below_key
 
 CONFIDENCE = 0.95
 N_RESAMPLES = 1000
 """Resamples per interval (percentile bootstrap; 1000 puts ~25 resamples beyond each end of a 95% interval)."""
 SEED = 0
 MIN_THRESHOLD_FIRINGS = 10.0
-"""A threshold fraction gets a sequence-bootstrap interval only if threshold x tokens >= this many expected firings."""
+"""A threshold fraction gets a sequence-bootstrap interval only if threshold x tokens >= this many expected firings.
+Measured on planted log-uniform rates around the threshold (40 blocks, 3,000 latents, 150 draws): coverage of the
+true expected fraction was 0.13 at 2.5 expected firings, 0.41 at 3.5, 0.73 at 4.5, 0.93 at 5.5, 0.97 at 6.5 and 0.99
+at 8; 10 leaves a margin for other rate distributions."""
 RULE_OF_THREE = 3.0
 """A latent seen 0 times in N tokens has frequency < 3/N with 95% confidence (-ln 0.05 ≈ 3.0)."""
 _CHUNK_CELLS = 2**22
@@ -187,6 +190,7 @@ INTERVAL_KEYS: dict[str, str] = {
     "frac_1_sparse": "latents", "frac_10_sparse": "latents", "frac_dense": "latents",
     "frac_1_sparse_nonrare": "latents", "frac_10_sparse_nonrare": "latents", "frac_dense_nonrare": "latents",
     "frac_dead": "latents", "ulf_fraction": "sequence blocks", "frac_below_1e-5": "sequence blocks",
+    "frac_below_1e-6": "sequence blocks",
     "recons_score": "sequences",
 }  # fmt: skip
 """The `sae_analysis.table.KEYS` that `summary_intervals` puts an interval beside, and what each resamples."""
@@ -219,7 +223,7 @@ def summary_intervals(
             out[f"frac_{c.replace('-', '_')}{suffix}"] = iv.as_dict()
     out["frac_dead"] = dead_fraction(counts, n_tokens, **kw)
     if block_counts is not None and block_tokens is not None:
-        cuts = {"ulf_fraction": ulf_threshold, "frac_below_1e-5": 1e-5}
+        cuts = {"ulf_fraction": ulf_threshold} | {below_key(t): t for t in LOGGED_THRESHOLDS}
         got = threshold_fraction_intervals(block_counts, block_tokens, list(cuts.values()), **kw)
         for key, t in cuts.items():
             out[key] = got[t].as_dict() | {"threshold": t, "expected_firings_at_threshold": t * n_tokens}
