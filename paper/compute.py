@@ -21,9 +21,10 @@ from sae_analysis.phase import (
     ulf_fraction_over_time,
     ulf_median_over_time,
 )
-from sae_analysis.reconstruction import loss_vs_frequency_floor, reconstruction_losses
+from sae_analysis.reconstruction import ReconstructionLosses, loss_vs_frequency_floor, reconstruction_losses
 from sae_analysis.table import compare_summary, feature_table, summarize
 from sae_analysis.ulf import ulf_cluster, ulf_mask
+from sae_analysis.uncertainty import summary_intervals
 
 CONTEXT = (40, 12)
 """Tokens before and after the activating token in case-study contexts (the figure trims them to ~45 / 25 characters)."""
@@ -42,11 +43,13 @@ def frequencies(ctx: Context, run: str) -> FrequencyResult:
     def compute() -> dict[str, Any]:
         src = ctx.source
         r = latent_frequencies(src.model, src.saes[run], src.tokens, batch_size=ctx.setting("batch_size"), progress=True)
-        return {"freq": r.freq.numpy(), "counts": r.counts.numpy(), "n_tokens": r.n_tokens, "l0": r.l0, "source": r.source}
+        return {"freq": r.freq.numpy(), "counts": r.counts.numpy(), "n_tokens": r.n_tokens, "l0": r.l0, "source": r.source,
+                "block_counts": r.block_counts.numpy(), "block_tokens": r.block_tokens.numpy()}  # fmt: skip
 
     d = ctx.cache.arrays(f"freq_{run}", compute)
+    blocks = [torch.from_numpy(d[k]) if k in d else None for k in ("block_counts", "block_tokens")]  # older caches lack them
     return FrequencyResult(
-        torch.from_numpy(d["freq"]), torch.from_numpy(d["counts"]), int(d["n_tokens"]), float(d["l0"]), str(d["source"])
+        torch.from_numpy(d["freq"]), torch.from_numpy(d["counts"]), int(d["n_tokens"]), float(d["l0"]), str(d["source"]), *blocks
     )
 
 
@@ -79,15 +82,60 @@ def baselines(ctx: Context, run: str) -> dict[str, np.ndarray]:
     return ctx.cache.arrays(f"baseline_{run}", compute)
 
 
-def summary(ctx: Context, run: str) -> dict[str, Any]:
-    """`summarize` numbers of a run (keys: sae_analysis.table.KEYS), with the zero-ablation reconstruction score."""
+def losses(ctx: Context, run: str) -> ReconstructionLosses:
+    """Clean / spliced / ablated losses of a run on the evaluation sequences, with each sequence's summed losses (§8)."""
 
     def compute() -> dict[str, Any]:
         src = ctx.source
-        recon = reconstruction_losses(src.model, src.saes[run], eval_tokens(ctx), batch_size=ctx.setting("batch_size"))
-        return summarize(src.saes[run], freq=frequencies(ctx, run), W_out=src.model.W_out[0].detach(), recon=recon)
+        r = reconstruction_losses(src.model, src.saes[run], eval_tokens(ctx), batch_size=ctx.setting("batch_size"))
+        return {k: getattr(r, k) for k in ReconstructionLosses._fields if k != "per_seq"} | {
+            f"per_seq_{k}": v.numpy() for k, v in (r.per_seq or {}).items()}  # fmt: skip
+
+    d = ctx.cache.arrays(f"losses_{run}", compute)
+    per_seq = {k.removeprefix("per_seq_"): torch.from_numpy(v) for k, v in d.items() if k.startswith("per_seq_")}
+    scalars = [d[k].item() for k in ReconstructionLosses._fields if k != "per_seq"]
+    return ReconstructionLosses(*scalars, per_seq=per_seq or None)
+
+
+def ulf_tokens(ctx: Context, run: str) -> cs.ULFTokenStats:
+    """Per evaluation token: projection on the mean ULF encoder direction and the share of ULF latents active (§9.3)."""
+
+    def compute() -> dict[str, Any]:
+        src, sae = ctx.source, ctx.source.saes[run]
+        mask = ulf_mask(frequencies(ctx, run).freq)
+        mu = ulf_cluster(sae.W_enc.detach().T, mask).mean_direction
+        s = cs.ulf_token_stats(src.model, sae, eval_tokens(ctx), mu, mask, batch_size=ctx.setting("batch_size"))
+        return {"rare_proj": s.rare_proj.numpy(), "frac_rare_active": s.frac_rare_active.numpy()}
+
+    d = ctx.cache.arrays(f"ulf_tokens_{run}", compute)
+    return cs.ULFTokenStats(torch.from_numpy(d["rare_proj"]), torch.from_numpy(d["frac_rare_active"]))
+
+
+def summary(ctx: Context, run: str) -> dict[str, Any]:
+    """`summarize` numbers of a run (keys: sae_analysis.table.KEYS), with the zero-ablation reconstruction score and the
+    ULF co-firing share on the evaluation sequences."""
+
+    def compute() -> dict[str, Any]:
+        src = ctx.source
+        return summarize(src.saes[run], freq=frequencies(ctx, run), W_out=src.model.W_out[0].detach(), recon=losses(ctx, run),
+                         ulf_tokens=ulf_tokens(ctx, run))  # fmt: skip
 
     return ctx.cache.json(f"summary_{run}", compute)
+
+
+def intervals(ctx: Context, run: str) -> dict[str, Any]:
+    """95% bootstrap intervals beside the summary's fractions and score (`sae_analysis.uncertainty.summary_intervals`)."""
+
+    def compute() -> dict[str, Any]:
+        f, r = frequencies(ctx, run), losses(ctx, run)
+        per_seq = None if r.per_seq is None else {k: v.numpy() for k, v in r.per_seq.items()}
+        seq_len = int(eval_tokens(ctx).shape[1]) - 1
+        seq_tokens = None if per_seq is None else np.full(len(per_seq["clean"]), seq_len)
+        blocks = [None if b is None else b.numpy() for b in (f.block_counts, f.block_tokens)]
+        return summary_intervals(table(ctx, run)["sparsity_class"], f.counts.numpy(), f.n_tokens, block_counts=blocks[0],
+                                 block_tokens=blocks[1], per_seq=per_seq, seq_tokens=seq_tokens)  # fmt: skip
+
+    return ctx.cache.json(f"intervals_{run}", compute)
 
 
 def comparison(ctx: Context) -> dict[str, Any]:

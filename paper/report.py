@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -15,41 +16,34 @@ from typing import Any
 import numpy as np
 
 from figures.style import tokens_text
-from paper.compute import comparison, phase, summary
+from paper.compute import comparison, intervals, phase, summary
 from paper.context import Context
+from paper.published import PUBLISHED, Published
 from paper.sources import Skip
 
 RESULT_KEYS: dict[str, str] = {
     "source": "kind ('demo' | 'hub' | 'smoke'), label, note (why this source was used), n_tokens, n_seqs, provenance per run",
     "runs": "per run name: the `sae_analysis.table.summarize` numbers, keys documented in sae_analysis.table.KEYS",
+    "intervals": "per run name, per summary key of sae_analysis.uncertainty.INTERVAL_KEYS: estimate, low, high (95%), "
+    "resampled ('latents' | 'sequence blocks' | 'sequences'), n_units, n_resamples; threshold fractions add threshold and "
+    "expected_firings_at_threshold, frac_dead adds n_dead, n_tokens, resolution (1/N) and dead_freq_bound_95 (3/N)",
     "compare": "first run vs second: `compare_summary` numbers, keys documented in sae_analysis.table.COMPARE_KEYS",
-    "phase": "first run's snapshots: changepoint_tokens, changepoint_index, ulf_before, ulf_after, n_snapshots, first_tokens, "
-    "last_tokens (null when the source has no snapshots)",
+    "phase": "first run's snapshots: the PHASE_KEYS numbers (null when the source has no snapshots)",
+    "published": "the published values the report shows (paper.published.PUBLISHED): key, quantity, value, number, tag, "
+    "section, note",
     "figures": "per figure name: status ('drawn' | 'skipped' | 'failed'), reason, seconds, files",
 }
 """Top-level keys of results.json (stable; tests check them)."""
-PHASE_KEYS = ("changepoint_tokens", "changepoint_index", "ulf_before", "ulf_after", "n_snapshots", "first_tokens", "last_tokens")
-
-REPORT_ROWS: tuple[tuple[str, str, str, str, str], ...] = (
-    ("Dense decoders (all latents)", "runs.frac_dense", "%", "≈92% (92.1% quoted)", "[Neel] approximate; split unconfirmed"),
-    ("1-sparse decoders", "runs.frac_1_sparse", "%", "≈4% (3.9% quoted)", "[Neel] approximate"),
-    ("10-sparse decoders", "runs.frac_10_sparse", "%", "≈4% (4.0% quoted)", "[Neel] approximate"),
-    ("1-sparse decoders (non-rare latents)", "runs.frac_1_sparse_nonrare", "%", "≈4%", "[Neel]; denominator unconfirmed"),
-    ("Dense decoders (non-rare latents)", "runs.frac_dense_nonrare", "%", "≈92%", "[Neel]; denominator unconfirmed"),
-    ("ULF fraction (freq < 1e-4)", "runs.ulf_fraction", "%", "more than half (≈60% quoted)", "[Neel]; ≈60% unconfirmed"),
-    ("ULF fraction, two-Gaussian split", "runs.ulf_auto_fraction", "%", "more than half", "[extension]: threshold from the data"),
-    ("ULF encoders with cos > 0.95 to their mean", "runs.ulf_enc_frac_cos_above_095", "%", "≈95%", "[Neel] approximate"),
-    ("Cross-seed cosine of mean rare directions", "compare.ulf_direction_cos", "x", "same direction (≈1)", "[Neel]"),
-    ("Dead latents", "runs.frac_dead", "%", "none", "[Neel]; depends on sample size"),
-    ("Median enc-dec cosine (non-rare)", "runs.enc_dec_cos_median_nonrare", "x", "≈0.5", "[Neel] approximate"),
-    ("Reconstruction score (zero ablation)", "runs.recons_score", "%", "≈92%", "[unconfirmed]"),
-    ("L0 (active latents per token)", "runs.l0", "x", "no confirmed value", "—"),
-    ("ULF changepoint in training", "phase.changepoint_tokens", "tok", "≈1.6B (data exhausted ≈1.6955B)",
-     "[unconfirmed]; data-exhaustion hypothesis"),
-    ("Median decoder neuron kurtosis", "runs.median_kurtosis", "x", "heavy tails (Gaussian ≈ 0)", "[Neel] qualitative"),
-    ("Decoder share in W_out null space", "runs.dec_null_frac_median", "x", "random direction 0.75", "[derived]"),
-)
-"""(quantity, results.json path, unit, the post's value, certainty tag as in REPLICATION.md §11)."""
+PHASE_KEYS: dict[str, str] = {
+    "changepoint_tokens": "tokens halfway between the two snapshots around the least-squares split of the ULF-fraction "
+    "series (sae_analysis.phase.changepoint)",
+    "changepoint_index": "index of the first snapshot after the split",
+    "ulf_before": "mean ULF fraction before the split",
+    "ulf_after": "mean ULF fraction after the split",
+    "n_snapshots": "frequency snapshots in the run's log",
+    "first_tokens": "tokens at the first snapshot",
+    "last_tokens": "tokens at the last snapshot",
+}
 PACKAGES = ("sae-analysis", "torch", "transformer_lens", "numpy", "matplotlib", "seaborn", "huggingface_hub", "scipy")
 """Distributions whose versions the manifest records."""
 
@@ -64,10 +58,12 @@ def _optional(compute: Callable[[], Any]) -> Any:
 def collect_results(ctx: Context, statuses: dict[str, Any]) -> dict[str, Any]:
     """Every headline number, computed (or read from the cache) through the same functions the figures use."""
     p = _optional(lambda: phase(ctx))
-    ph = None if p is None else {k: p[k].item() for k in PHASE_KEYS[:4]} | {
+    ph = None if p is None else {k: p[k].item() for k in list(PHASE_KEYS)[:4]} | {
         "n_snapshots": len(p["tokens"]), "first_tokens": int(p["tokens"][0]), "last_tokens": int(p["tokens"][-1])}  # fmt: skip
     return {"source": ctx.info, "runs": {run: summary(ctx, run) for run in ctx.runs()},
-            "compare": comparison(ctx) if len(ctx.runs()) > 1 else None, "phase": ph, "figures": statuses}  # fmt: skip
+            "intervals": {run: intervals(ctx, run) for run in ctx.runs()},
+            "compare": comparison(ctx) if len(ctx.runs()) > 1 else None, "phase": ph,
+            "published": [asdict(row) for row in PUBLISHED], "figures": statuses}  # fmt: skip
 
 
 def _format(value: Any, unit: str) -> str:
@@ -76,15 +72,56 @@ def _format(value: Any, unit: str) -> str:
     return {"%": f"{100 * value:.1f}%", "tok": f"{tokens_text(value)} tokens"}.get(unit, f"{value:.3g}")
 
 
-def _lookup(results: dict[str, Any], path: str, unit: str) -> str:
-    section, key = path.split(".")
-    if section == "runs":
-        return " · ".join(f"{run}: {_format(s.get(key), unit)}" for run, s in results["runs"].items())
-    return _format((results.get(section) or {}).get(key), unit)
+def _with_interval(value: Any, iv: dict[str, Any] | None, unit: str) -> str:
+    text = _format(value, unit)
+    if iv is None or not _finite(iv.get("low")):
+        return text
+    low, high = _format(iv["low"], unit), _format(iv["high"], unit)
+    return f"{text} [{low}, {high}]"
+
+
+def _ours(results: dict[str, Any], row: Published) -> str:
+    section, key = row.key.split(".")
+    if section != "runs":
+        return _format((results.get(section) or {}).get(key), row.unit)
+    ivs = results.get("intervals") or {}
+    return " · ".join(f"{run}: {_with_interval(s.get(key), (ivs.get(run) or {}).get(key), row.unit)}"
+                      for run, s in results["runs"].items())  # fmt: skip
+
+
+def _published(row: Published) -> str:
+    value = "— (none published)" if row.value is None else row.value
+    return value + (f" — *{row.note}*" if row.note else "")
+
+
+def _interval_notes(results: dict[str, Any]) -> list[str]:
+    """Per run: what the intervals resampled and how often; the dead fraction's sample size and resolution; thresholds
+    too rare for a sequence bootstrap."""
+    lines = []
+    for run, ivs in (results.get("intervals") or {}).items():
+        done = sorted({(iv["resampled"], iv["n_units"], iv["n_resamples"]) for iv in ivs.values() if _finite(iv["low"])})
+        line = f"- {run}: resampled " + "; ".join(f"{n} {name} ({r} resamples)" for name, n, r in done) + "."
+        dead = ivs.get("frac_dead")
+        if dead:
+            line += (f" Dead: {dead['n_dead']} latents never fired in N = {dead['n_tokens']:,} tokens; the sample cannot "
+                     f"resolve frequencies below 1/N = {dead['resolution']:.2g}, and a latent that never fired has "
+                     f"frequency < 3/N = {dead['dead_freq_bound_95']:.2g} (95%).")  # fmt: skip
+        for key, iv in ivs.items():
+            if "threshold" in iv and not _finite(iv["low"]):
+                line += (
+                    f" No interval for {key} (freq < {iv['threshold']:g}): a latent at the threshold fires "
+                    f"{iv['expected_firings_at_threshold']:.3g} times in the sample, too few for a sequence bootstrap."
+                )
+        lines.append(line)
+    return lines
+
+
+def _finite(x: Any) -> bool:
+    return x is not None and bool(np.isfinite(x))
 
 
 def write_report(results: dict[str, Any], path: Path) -> None:
-    """report.md: the source, every REPORT_ROWS number beside the post's value, and each figure's status."""
+    """report.md: the source, every PUBLISHED value beside our number (with its 95% interval), and each figure's status."""
     src = results["source"]
     frequency_sources = "; ".join(f"{r}: {s.get('frequency_source', 'n/a')}" for r, s in results["runs"].items())
     lines = [f"# Replication report: {src['label']}", "", f"**Source:** {src['label']} — {src['note']}. Frequencies: "
@@ -95,8 +132,13 @@ def write_report(results: dict[str, Any], path: Path) -> None:
             "smaller setup, so agreement is not expected: compare shapes and orders of magnitude.",
             "",
         ]
-    lines += ["| quantity | ours | post | status |", "|---|---|---|---|"]
-    lines += [f"| {q} | {_lookup(results, p, u)} | {post} | {tag} |" for q, p, u, post, tag in REPORT_ROWS]
+    lines += ["| quantity | ours [95% interval] | published | certainty | spec |", "|---|---|---|---|---|"]
+    lines += [f"| {r.quantity} | {_ours(results, r)} | {_published(r)} | {r.tag} | {r.section} |" for r in PUBLISHED]
+    lines += ["", "Published values and certainty tags: REPLICATION.md §11 (Neel's post) and §12 (Anthropic's paper), "
+              "as tabulated in `paper/published.py`. Intervals are 95% percentile bootstraps (`sae_analysis.uncertainty`): "
+              "class fractions and the dead fraction resample latents, threshold fractions resample blocks of evaluation "
+              "sequences, the reconstruction score resamples evaluation sequences."]  # fmt: skip
+    lines += _interval_notes(results)
     lines += ["", "## Figures", ""] + [
         f"- `{n}`: {s['status']}" + (f" ({s['reason']})" if s.get("reason") else "") for n, s in results["figures"].items()
     ]

@@ -11,7 +11,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from sae_analysis.activations import hook_activations, token_batches
-from sae_analysis.metrics import firing_counts
+from sae_analysis.metrics import SPARSITY_EPS, firing_counts, freq_from_log10
 from sae_analysis.sae import SAE
 
 if TYPE_CHECKING:
@@ -31,6 +31,35 @@ class FrequencyResult(NamedTuple):
     """Mean active latents per token = sum of frequencies."""
     source: str
     """Human-readable provenance, e.g. 'model: 65536 tokens' or 'stored: sparsity.safetensors'."""
+    block_counts: Int[Tensor, "n_blocks d_sae"] | None = None
+    """int32 firing counts per block of whole sequences (for bootstrap intervals, `sae_analysis.uncertainty`), or None."""
+    block_tokens: Int[Tensor, " n_blocks"] | None = None
+    """Tokens in each block."""
+
+
+MAX_BLOCKS = 256
+"""`latent_frequencies` groups the sequences into at most this many equal blocks (a bootstrap needs many units; each
+block costs d_sae int32: 16 MiB for gelu-1l's 16,384 latents)."""
+
+
+class _Blocks:
+    """Per-block firing counts over consecutive blocks of `block_seqs` sequences, whatever the batch size."""
+
+    def __init__(self, block_seqs: int):
+        self.block_seqs, self.counts, self.tokens, self.filled = block_seqs, [], [], block_seqs
+
+    def add(self, seq_counts: Int[Tensor, "n_seq d_sae"], seq_len: int) -> None:
+        for row in seq_counts.to(torch.int32).cpu():
+            if self.filled == self.block_seqs:
+                self.counts.append(torch.zeros_like(row))
+                self.tokens.append(0)
+                self.filled = 0
+            self.counts[-1] += row
+            self.tokens[-1] += seq_len
+            self.filled += 1
+
+    def result(self) -> tuple[Tensor, Tensor]:
+        return torch.stack(self.counts), torch.tensor(self.tokens, dtype=torch.int64)
 
 
 def resolve_hook_name(sae: SAE, hook_name: str | None) -> str:
@@ -43,19 +72,30 @@ def resolve_hook_name(sae: SAE, hook_name: str | None) -> str:
 
 @torch.no_grad()
 def frequencies_from_activations(
-    sae: SAE, activations: Iterable[Float[Tensor, "batch d_in"]], *, source: str = "activations"
+    sae: SAE,
+    activations: Iterable[Float[Tensor, "*batch d_in"]],
+    *,
+    source: str = "activations",
+    block_seqs: int | None = None,
 ) -> FrequencyResult:
-    """Count firings of every latent over a stream of activation batches. Memory is O(d_sae + batch * d_sae)."""
+    """Count firings of every latent over a stream of activation batches. Memory is O(d_sae + batch * d_sae), plus
+    O(d_sae) per block with `block_seqs` (batches must then be [n_seq, pos, d_in]: blocks hold whole sequences)."""
     counts = torch.zeros(sae.cfg.d_sae, dtype=torch.int64, device=sae.device)
+    blocks = None if block_seqs is None else _Blocks(block_seqs)
     n_tokens = 0
     for x in activations:
-        x = x.reshape(-1, sae.cfg.d_in).to(sae.device)
-        counts += firing_counts(sae.encode(x))
-        n_tokens += x.shape[0]
+        f = sae.encode(x.reshape(-1, sae.cfg.d_in).to(sae.device))
+        counts += firing_counts(f)
+        n_tokens += f.shape[0]
+        if blocks is not None:
+            if x.ndim != 3:
+                raise ValueError(f"block counts need activations shaped [n_seq, pos, d_in], got {tuple(x.shape)}")
+            blocks.add((f.reshape(x.shape[0], x.shape[1], -1) > 0).sum(1), x.shape[1])
     if n_tokens == 0:
         raise ValueError("no activations were given: cannot estimate frequencies from zero tokens")
     freq = counts.double() / n_tokens
-    return FrequencyResult(freq.cpu(), counts.cpu(), n_tokens, float(freq.sum()), f"{source}: {n_tokens} tokens")
+    per_block = (None, None) if blocks is None else blocks.result()
+    return FrequencyResult(freq.cpu(), counts.cpu(), n_tokens, float(freq.sum()), f"{source}: {n_tokens} tokens", *per_block)
 
 
 def latent_frequencies(
@@ -69,24 +109,30 @@ def latent_frequencies(
 ) -> FrequencyResult:
     """Frequencies of every latent over `tokens`, running the model batch by batch (fp32, no autocast, as Neel's get_freqs).
 
-    Counts are exact integers, so the result does not depend on `batch_size`.
+    Counts are exact integers, so the result does not depend on `batch_size`. Firing counts are also kept per block of
+    ceil(n_seq / MAX_BLOCKS) consecutive sequences (`block_counts`), for bootstrap intervals over sequences.
     """
     name = resolve_hook_name(sae, hook_name)
     batches = token_batches(tokens, batch_size)
     if progress:
         batches = tqdm(batches, total=-(-tokens.shape[0] // batch_size), desc="frequencies", unit="batch")
     acts = (hook_activations(model, b, name) for b in batches)
-    return frequencies_from_activations(sae, acts, source="model")
+    return frequencies_from_activations(sae, acts, source="model", block_seqs=-(-tokens.shape[0] // MAX_BLOCKS))
 
 
-def frequencies_from_log10(log10_density: Float[Tensor, " d_sae"], source: str) -> FrequencyResult:
-    """Wrap a stored per-latent log10 density (SAELens sparsity.safetensors, or a training snapshot) as a FrequencyResult.
+def stored_log10_density(freq: Float[Tensor, " d_sae"]) -> Float[Tensor, " d_sae"]:
+    """The per-latent log10 density a checkpoint stores (SAELens's sparsity.safetensors convention): float32
+    log10(freq + SPARSITY_EPS), computed in float64 so that a dead latent is stored as exactly -10."""
+    return torch.log10(freq.double() + SPARSITY_EPS).float()
 
-    Dead latents stored as -inf (or very negative) become frequency 0. Non-finite values other than -inf are rejected.
-    """
+
+def frequencies_from_log10(log10_density: Float[Tensor, " d_sae"], source: str, *, eps: float = SPARSITY_EPS) -> FrequencyResult:
+    """Wrap a stored per-latent log10 density log10(freq + eps) as a FrequencyResult (eps: SAELens's and our
+    sparsity.safetensors offset, 1e-10). The offset is subtracted again, so a stored dead latent (log10(eps) = -10, or
+    -inf) comes back as frequency exactly 0. NaN and +inf are rejected."""
     d = log10_density.double()
     if torch.isnan(d).any() or torch.isposinf(d).any():
         raise ValueError(f"stored log10 densities from {source} contain NaN or +inf")
-    freq = torch.pow(10.0, d)
+    freq = freq_from_log10(d, eps)
     counts = torch.full(freq.shape, -1, dtype=torch.int64)
     return FrequencyResult(freq, counts, 0, float(freq.sum()), f"stored: {source}")

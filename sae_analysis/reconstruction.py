@@ -38,6 +38,9 @@ class ReconstructionLosses(NamedTuple):
     """(mean - recon) / (mean - clean): the mean-ablation variant; <= score_zero when mean <= zero."""
     n_tokens: int
     """Predicted tokens the losses average over."""
+    per_seq: dict[str, Tensor] | None = None
+    """Each sequence's summed next-token loss under 'clean', 'recon', 'zero', 'mean' (float64 [n_seq]), for bootstrap
+    intervals over sequences (`sae_analysis.uncertainty.recovered_interval`); every sequence predicts pos - 1 tokens."""
 
 
 def recovered_fraction(clean: float, recon: float, ablated: float) -> float:
@@ -70,6 +73,14 @@ def _batch_loss(model: HookedTransformer, batch: Tensor, hook_name: str, fn: Hoo
     return float(model.run_with_hooks(batch, return_type="loss", fwd_hooks=fwd))
 
 
+def _sequence_losses(model: HookedTransformer, batch: Tensor, hook_name: str, fn: Hook | None) -> tuple[float, Tensor]:
+    """With `fn` applied at `hook_name`: the batch's mean next-token loss (as `_batch_loss`, the model's own reduction)
+    and each sequence's summed loss (float64 [batch])."""
+    fwd = [] if fn is None else [(hook_name, lambda act, hook: fn(act))]
+    per_token = model.run_with_hooks(batch, return_type="loss", loss_per_token=True, fwd_hooks=fwd)
+    return float(per_token.mean()), per_token.double().sum(-1).cpu()
+
+
 def _batches(tokens: Tensor, batch_size: int, progress: bool, desc: str):
     batches = token_batches(tokens, batch_size)
     return tqdm(batches, total=-(-tokens.shape[0] // batch_size), desc=desc, unit="batch") if progress else batches
@@ -90,17 +101,21 @@ def spliced_losses(
     *,
     batch_size: int = 32,
     progress: bool = False,
-) -> tuple[dict[str, float], int]:
-    """Mean next-token loss for each named intervention at `hook_name` (None = clean), averaged over all predicted tokens."""
+) -> tuple[dict[str, float], int, dict[str, Tensor]]:
+    """Mean next-token loss for each named intervention at `hook_name` (None = clean), averaged over all predicted tokens;
+    the number of predicted tokens; and each sequence's summed loss per intervention (float64 [n_seq])."""
     totals = dict.fromkeys(hooks, 0.0)
+    per_seq: dict[str, list[Tensor]] = {k: [] for k in hooks}
     n_pred = 0
     for batch in _batches(tokens, batch_size, progress, "losses"):
         batch = batch.to(model.cfg.device)
         n = batch.shape[0] * (batch.shape[1] - 1)
         for key, fn in hooks.items():
-            totals[key] += _batch_loss(model, batch, hook_name, fn) * n
+            mean, sums = _sequence_losses(model, batch, hook_name, fn)
+            totals[key] += mean * n
+            per_seq[key].append(sums)
         n_pred += n
-    return _average(totals, n_pred), n_pred
+    return _average(totals, n_pred), n_pred, {k: torch.cat(v) for k, v in per_seq.items() if v}
 
 
 def reconstruction_losses(
@@ -121,7 +136,7 @@ def reconstruction_losses(
         "zero": zero_ablate,
         "mean": mean_ablate,
     }
-    L, n = spliced_losses(model, tokens, name, hooks, batch_size=batch_size, progress=progress)
+    L, n, per_seq = spliced_losses(model, tokens, name, hooks, batch_size=batch_size, progress=progress)
     return ReconstructionLosses(
         clean=L["clean"],
         recon=L["recon"],
@@ -130,6 +145,7 @@ def reconstruction_losses(
         score_zero=recovered_fraction(L["clean"], L["recon"], L["zero"]),
         score_mean=recovered_fraction(L["clean"], L["recon"], L["mean"]),
         n_tokens=n,
+        per_seq=per_seq,
     )
 
 

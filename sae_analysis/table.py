@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from sae_analysis.baselines import gaussian_like
+from sae_analysis.case_study import ULFTokenStats
 from sae_analysis.frequency import FrequencyResult, frequencies_from_log10
 from sae_analysis.geometry import encoder_decoder_cosine, null_space, null_space_fraction
 from sae_analysis.metrics import COMMON_FREQ, RARE_FREQ, frequency_fractions, log10_freq
@@ -82,8 +83,14 @@ _RECON_KEYS = {
     "loss_mean": "mean next-token CE with the hook mean-ablated",
     "n_recon_tokens": "predicted tokens the losses average over",
 }
-KEYS: dict[str, str] = {**_WEIGHT_KEYS, **_FREQ_KEYS, **_MODEL_KEYS, **_RECON_KEYS}
-"""Every key `summarize` can return; weight keys always, the others when frequencies / W_out / losses are given."""
+_ULF_TOKEN_KEYS = {
+    "ulf_max_frac_active": "share of ULF latents active on the one token where most of them are active (max over tokens "
+    "of §9.3's frac_rare_active; Neel: '95% of ULF latents fire on one input')",
+    "ulf_tokens_searched": "tokens over which that maximum was taken",
+}
+KEYS: dict[str, str] = {**_WEIGHT_KEYS, **_FREQ_KEYS, **_MODEL_KEYS, **_RECON_KEYS, **_ULF_TOKEN_KEYS}
+"""Every key `summarize` can return; weight keys always, the others when frequencies / W_out / losses / ULF token
+statistics are given."""
 
 COMPARE_KEYS: dict[str, str] = {
     "d_sae_a": "latents in A",
@@ -171,8 +178,12 @@ def feature_table(
 
 
 def _median(x: Any) -> float:
+    return _reduce_finite(x, np.nanmedian)
+
+
+def _reduce_finite(x: Any, reduce: Any) -> float:
     arr = np.asarray(x, dtype=np.float64)
-    return float(np.nanmedian(arr)) if np.isfinite(arr).any() else float("nan")
+    return float(reduce(arr)) if np.isfinite(arr).any() else float("nan")
 
 
 def _class_fracs(classes: pd.Series, prefix: str, suffix: str = "") -> dict[str, float]:
@@ -242,11 +253,13 @@ def summarize(
     freq: FrequencyResult | None = None,
     W_out: Tensor | None = None,
     recon: ReconstructionLosses | None = None,
+    ulf_tokens: ULFTokenStats | None = None,
     thresholds: SparsityThresholds = SparsityThresholds(),
     ulf_threshold: float = RARE_FREQ,
 ) -> dict[str, Any]:
     """Headline numbers under the keys of `KEYS` (see there). Frequency keys need `freq`, null-space keys `W_out`
-    (the model's `W_out[layer]`), reconstruction keys `recon` (from `reconstruction_losses`)."""
+    (the model's `W_out[layer]`), reconstruction keys `recon` (from `reconstruction_losses`), co-firing keys
+    `ulf_tokens` (from `case_study.ulf_token_stats` with the mask `ulf_mask(freq, ulf_threshold)`)."""
     df = feature_table(sae, freq=freq, W_out=W_out, thresholds=thresholds, ulf_threshold=ulf_threshold)
     out = _weight_summary(sae, df, thresholds)
     if freq is not None:
@@ -256,6 +269,10 @@ def summarize(
         out["enc_null_frac_median"], out["dec_null_frac_median"] = _median(df["enc_null_frac"]), _median(df["dec_null_frac"])
     if recon is not None:
         out.update(_recon_summary(recon))
+    if ulf_tokens is not None:
+        frac = ulf_tokens.frac_rare_active.double()
+        out["ulf_max_frac_active"] = _reduce_finite(frac, np.nanmax)
+        out["ulf_tokens_searched"] = int(frac.numel())
     return {k: out[k] for k in KEYS if k in out}
 
 

@@ -51,8 +51,21 @@ def original_cfg_path(pt_path: Path) -> Path:
     return pt_path.with_name(f"{pt_path.stem}_cfg.json")
 
 
+def cfg_mismatch(raw: dict[str, Any], d_in: int, d_sae: int) -> dict[str, Any] | None:
+    """Where an original `{v}_cfg.json` disagrees with the state dict's shapes: the cfg's d_mlp / dict_mult beside the
+    weights' d_in / d_sae (None when they agree or the keys are absent). The file dumps the saving process's global cfg,
+    which need not describe the saved encoder (REPLICATION.md §4.1, §14.6)."""
+    d_mlp, mult = raw.get("d_mlp"), raw.get("dict_mult")
+    bad_in = d_mlp is not None and d_mlp != d_in
+    bad_sae = d_mlp is not None and mult is not None and d_mlp * mult != d_sae
+    if not (bad_in or bad_sae):
+        return None
+    return {"cfg_d_mlp": d_mlp, "cfg_dict_mult": mult, "d_in": d_in, "d_sae": d_sae}
+
+
 def load_original(pt_path: Path, *, device: Any = None, dtype: torch.dtype | None = None) -> SAE:
-    """Neel's format. Shapes come from the state dict and are checked against the cfg's d_mlp and d_mlp * dict_mult;
+    """Neel's format. Shapes come from the state dict; a cfg whose d_mlp / dict_mult disagree is logged as a warning and
+    recorded in `sae.meta["cfg_mismatch"]`, not an error (the cfg JSON is the saving process's global cfg, §4.1, §14.7).
     l1_coeff comes from the cfg (never hard-coded: run 2's cfg is unconfirmed, REPLICATION.md §4.2). Integer versions
     get hook 'blocks.0.mlp.hook_post' and model 'gelu-1l' (REPLICATION.md §2); other names get neither."""
     cfg_path = original_cfg_path(pt_path)
@@ -62,12 +75,13 @@ def load_original(pt_path: Path, *, device: Any = None, dtype: torch.dtype | Non
     if set(state) != ORIGINAL_KEYS:
         raise CorruptFileError(f"{pt_path}: expected exactly the keys {sorted(ORIGINAL_KEYS)}, found {sorted(state)}")
     d_in, d_sae = _matrix_shape(state, "W_enc", pt_path)
-    d_mlp, mult = raw.get("d_mlp"), raw.get("dict_mult")
-    if (d_mlp is not None and d_mlp != d_in) or (d_mlp is not None and mult is not None and d_mlp * mult != d_sae):
-        raise ShapeMismatchError(
-            f"{pt_path}: W_enc has shape {(d_in, d_sae)}, but {cfg_path} says d_mlp={d_mlp}, dict_mult={mult} "
-            f"(expected {(d_mlp, d_mlp * (mult or 0))}); the cfg and the weights do not belong together"
-        )
+    mismatch = cfg_mismatch(raw, d_in, d_sae)
+    if mismatch is not None:
+        logger.warning(
+            "%s: W_enc has shape %s, but %s says d_mlp=%s, dict_mult=%s; using the state dict's shapes (the cfg JSON is "
+            "the saving process's global cfg, REPLICATION.md §4.1)", pt_path, (d_in, d_sae), cfg_path.name,
+            mismatch["cfg_d_mlp"], mismatch["cfg_dict_mult"],
+        )  # fmt: skip
     # Integer versions are gelu-1l MLP SAEs; other names in Neel's repo (e.g. gelu-2l_L0_16384_mlp_out_51) are not.
     gelu_1l = pt_path.stem.isdigit()
     cfg = SAEConfig(
@@ -75,6 +89,8 @@ def load_original(pt_path: Path, *, device: Any = None, dtype: torch.dtype | Non
         loss_convention="original", hook_name=GELU_1L_HOOK if gelu_1l else None, model_name=GELU_1L_MODEL if gelu_1l else None,
     )  # fmt: skip
     meta = {"format": "original", "path": str(pt_path), "filename": pt_path.name, "cfg": raw}
+    if mismatch is not None:
+        meta["cfg_mismatch"] = mismatch
     return assemble_sae(cfg, state, where=str(pt_path), cfg_where=str(cfg_path), meta=meta, device=device, dtype=dtype)
 
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from sae_analysis import SAE, SAEConfig
+from sae_analysis.case_study import ULFTokenStats
 from sae_analysis.frequency import FrequencyResult
 from sae_analysis.reconstruction import ReconstructionLosses
 from sae_analysis.table import COMPARE_KEYS, KEYS, compare_summary, feature_table, stored_frequencies, summarize
@@ -40,8 +41,11 @@ def planted(make_sae, gen):
 def test_summarize_returns_exactly_the_documented_keys(planted, gen):
     sae, freq = planted
     recon = ReconstructionLosses(3.0, 3.2, 5.0, 4.0, 0.9, 0.8, 100)
-    full = summarize(sae, freq=freq, W_out=torch.randn(32, 8, generator=gen), recon=recon)
+    frac = torch.tensor([[0.0, 0.25, float("nan")], [0.75, 0.5, 0.0]])  # fraction of ULF latents active per token
+    cofire = ULFTokenStats(torch.zeros(2, 3), frac)
+    full = summarize(sae, freq=freq, W_out=torch.randn(32, 8, generator=gen), recon=recon, ulf_tokens=cofire)
     assert list(full) == list(KEYS) and REQUIRED_KEYS <= set(full)
+    assert full["ulf_max_frac_active"] == 0.75 and full["ulf_tokens_searched"] == 6
     weights_only = summarize(sae)
     assert {"d_sae", "frac_dense", "median_kurtosis"} <= set(weights_only) and "l0" not in weights_only
     assert set(weights_only) < set(KEYS) and all(isinstance(v, str) and v for v in KEYS.values())

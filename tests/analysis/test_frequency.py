@@ -49,6 +49,24 @@ def test_frequencies_equal_naive_and_are_batch_size_invariant(model, make_sae, t
     assert 0 < float((a.freq == 0).double().mean()) < 1  # the case really has dead and live latents
 
 
+def test_block_counts_are_per_sequence_blocks_whatever_the_batch_size(model, make_sae, tokens, monkeypatch):
+    import sae_analysis.frequency as fr
+
+    monkeypatch.setattr(fr, "MAX_BLOCKS", 4)  # 10 sequences -> blocks of ceil(10 / 4) = 3: sizes 3, 3, 3, 1
+    sae = make_sae(64, 96, hook_name=HOOK)
+    a = latent_frequencies(model, sae, tokens, batch_size=4)
+    b = latent_frequencies(model, sae, tokens, batch_size=10)
+    assert torch.equal(a.block_counts, b.block_counts) and a.block_counts.dtype == torch.int32
+    assert a.block_tokens.tolist() == [48, 48, 48, 16] and torch.equal(a.block_counts.sum(0).long(), a.counts)
+    x = hook_activations(model, tokens, HOOK)
+    naive = torch.stack([(sae.encode(x[s : s + 3].reshape(-1, 64)) > 0).sum(0) for s in range(0, 10, 3)])
+    assert torch.equal(a.block_counts, naive.int())
+    flat = frequencies_from_activations(sae, [x.reshape(-1, 64)])
+    assert flat.block_counts is None and torch.equal(flat.counts, a.counts)
+    with pytest.raises(ValueError, match="n_seq, pos, d_in"):
+        frequencies_from_activations(sae, [x.reshape(-1, 64)], block_seqs=2)
+
+
 def test_frequencies_need_a_hook_name(model, make_sae, tokens):
     with pytest.raises(ValueError, match="hook_name"):
         latent_frequencies(model, make_sae(64, 96), tokens)

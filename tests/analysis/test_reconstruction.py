@@ -78,3 +78,16 @@ def test_loss_vs_floor_equals_masked_reconstruction(model, make_sae, tokens):
         assert row.loss == pytest.approx(ref.recon, rel=1e-6)
         assert row.score_zero == pytest.approx(ref.score_zero, rel=1e-5)
     assert df["n_kept"].is_monotonic_decreasing and df["n_kept"].iloc[0] > df["n_kept"].iloc[-1] > 0
+
+
+@torch.no_grad()
+def test_per_sequence_losses_sum_to_the_means_and_match_each_sequence(model, make_sae, tokens):
+    """The per-sequence sums behind the bootstrap interval (sae_analysis.uncertainty) are each sequence's own loss."""
+    sae = make_sae(64, 96, hook_name=HOOK)
+    r = reconstruction_losses(model, sae, tokens, batch_size=4)  # batches of 4 and 2: per-sequence sums do not care
+    assert set(r.per_seq) == {"clean", "recon", "zero", "mean"} and all(v.shape == (6,) for v in r.per_seq.values())
+    for key, mean in (("clean", r.clean), ("recon", r.recon), ("zero", r.zero)):
+        assert float(r.per_seq[key].sum()) / r.n_tokens == pytest.approx(mean, rel=1e-6)
+    for i in (0, 5):
+        alone = float(model(tokens[i : i + 1], return_type="loss")) * 15
+        assert float(r.per_seq["clean"][i]) == pytest.approx(alone, rel=1e-5)

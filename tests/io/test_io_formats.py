@@ -4,6 +4,7 @@ detection, clear errors, the malicious-pickle refusal and atomic native saves.""
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -78,10 +79,27 @@ def test_original_shapes_from_state_dict_and_alias(tmp_path, gen):
     assert load_sae(tmp_path / "47_cfg.json").cfg.d_sae == 16  # pointing at the cfg file also works
 
 
-def test_original_cfg_shape_mismatch_names_both_files(tmp_path, gen):
-    pt = write_original(tmp_path, "3", neel_state(gen, 8, 32), cfg={"d_mlp": 8, "dict_mult": 8, "l1_coeff": 3e-4})
-    with pytest.raises(ShapeMismatchError, match=r"3\.pt.*3_cfg\.json"):
-        load_sae(pt)
+def test_original_cfg_that_does_not_fit_the_weights_warns_and_records(tmp_path, gen, caplog):
+    """§4.1/§14.7: {v}_cfg.json is the saving process's global cfg; shapes come from the state dict."""
+    state = neel_state(gen, 8, 32)
+    pt = write_original(tmp_path, "3", state, cfg={"d_mlp": 8, "dict_mult": 8, "l1_coeff": 3e-4})
+    with caplog.at_level(logging.WARNING, logger="sae_analysis.io.disk"):
+        sae = load_sae(pt)
+    assert (sae.cfg.d_in, sae.cfg.d_sae) == (8, 32) and torch.equal(sae.W_enc.detach(), state["W_enc"])
+    assert sae.meta["cfg_mismatch"] == {"cfg_d_mlp": 8, "cfg_dict_mult": 8, "d_in": 8, "d_sae": 32}
+    assert [r.levelno for r in caplog.records] == [logging.WARNING] and "3_cfg.json" in caplog.text
+    caplog.clear()
+    write_original(tmp_path, "4", state, cfg={"d_mlp": 16, "dict_mult": 2, "l1_coeff": 3e-4})  # d_mlp wrong, product right
+    assert load_sae(tmp_path / "4.pt").meta["cfg_mismatch"]["cfg_d_mlp"] == 16 and "4_cfg.json" in caplog.text
+
+
+def test_original_cfg_that_fits_records_nothing(tmp_path, gen, caplog):
+    for name, cfg in (("5", {"d_mlp": 8, "dict_mult": 4, "l1_coeff": 3e-4}), ("6", {"l1_coeff": 3e-4})):
+        write_original(tmp_path, name, neel_state(gen, 8, 32), cfg=cfg)
+        with caplog.at_level(logging.WARNING, logger="sae_analysis.io.disk"):
+            sae = load_sae(tmp_path / f"{name}.pt")
+        assert "cfg_mismatch" not in sae.meta and sae.cfg.d_sae == 32
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
 def test_original_needs_its_cfg(tmp_path, gen):

@@ -13,7 +13,8 @@ import pytest
 
 from paper import sources
 from paper.cache import Cache
-from paper.report import PHASE_KEYS, REPORT_ROWS, RESULT_KEYS, _format
+from paper.published import PUBLISHED
+from paper.report import PHASE_KEYS, RESULT_KEYS, _format
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -69,8 +70,25 @@ def test_smoke_recovers_the_planted_structure(smoke_out):
 def test_report_puts_every_number_beside_the_post(smoke_out):
     report = (smoke_out / "report.md").read_text()
     assert "synthetic smoke checkpoints" in report and "agreement is not expected" in report
-    for quantity, _, _, post, tag in REPORT_ROWS:
-        assert f"| {quantity} |" in report and post in report and tag in report
+    for row in PUBLISHED:
+        assert f"| {row.quantity} |" in report and (row.value or "none published") in report and row.tag in report
+    assert "resampled 256 latents (1000 resamples)" in report and "N = 512 tokens" in report
+
+
+def test_intervals_sit_beside_the_numbers_they_qualify(smoke_out):
+    """Each interval's estimate is the summary number it is printed beside, and the interval contains it."""
+    from sae_analysis.uncertainty import INTERVAL_KEYS
+
+    results = json.loads((smoke_out / "results.json").read_text())
+    for run, ivs in results["intervals"].items():
+        assert set(ivs) == set(INTERVAL_KEYS)
+        for key, iv in ivs.items():
+            assert iv["estimate"] == pytest.approx(results["runs"][run][key], rel=1e-4, abs=1e-12), (run, key)
+            assert iv["resampled"] == INTERVAL_KEYS[key]
+            if np.isfinite(iv["low"]):
+                assert iv["low"] <= iv["estimate"] + 1e-12 and iv["estimate"] <= iv["high"] + 1e-12
+        assert ivs["frac_dead"]["n_tokens"] == results["runs"][run]["n_freq_tokens"]
+        assert np.isnan(ivs["ulf_fraction"]["low"])  # 512 tokens: 0.05 expected firings at 1e-4, no sequence bootstrap
 
 
 def test_manifest_records_versions_and_source(smoke_out):
