@@ -13,11 +13,11 @@ import torch
 from safetensors.torch import save_file
 
 from sae_analysis import load_sae, save_sae
+from sae_analysis.cli import main
 from sae_analysis.frequency import frequencies_from_log10, stored_log10_density
 from sae_analysis.metrics import LOG_FREQ_EPS, ROUNDING_TOLERANCE, SPARSITY_EPS, freq_from_log10
 from sae_analysis.phase import snapshots_from_log10
 from sae_analysis.table import stored_frequencies, summarize
-from sae_analysis.cli import main
 
 D_IN, D_SAE = 8, 48
 
