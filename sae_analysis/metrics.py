@@ -17,6 +17,8 @@ NEEL_RESAMPLE_FREQ = 10**-5.5
 """Resampling threshold of Neel's train.py: latents with freq < 10^-5.5 are re-initialised (REPLICATION.md §7.1)."""
 LOG_FREQ_EPS = 10**-6.5
 """Offset of the log-frequency plots: log10(freq + 10^-6.5), so dead latents sit at -6.5 (REPLICATION.md §10)."""
+SCRATCH_LOG_FREQ_EPS = 1e-5
+"""Offset of Neel's scratch.py weight-vs-frequency panels (F21): log10(freq + 1e-5), not the histograms' 10^-6.5."""
 LOGGED_THRESHOLDS = (1e-5, 1e-6)
 """Frequencies below which Neel's training logs count latents ('below_1e-5', 'below_1e-6')."""
 
