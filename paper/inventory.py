@@ -37,7 +37,7 @@ def checkpoint_vs_final(ctx: Context, checkpoint: int) -> Any:
         title = (f"Frequencies at {ta} and {tb} tokens\n(stand-ins for checkpoints {checkpoint} and {RUN1_FINAL}: "
                  f"the snapshot nearest {share:.1%} of training, and the last)")  # fmt: skip
     return F.plot_freq_vs_freq(p["log10_freq"][a], p["log10_freq"][b], label_a=label_a, label_b=label_b, title=title,
-                               marginal="box", source=_freq_source(ctx, ctx.runs()[0]))  # fmt: skip
+                               marginal="box", source=ctx.label(ctx.runs()[0]) + ", frequency snapshots")  # fmt: skip
 
 
 def rare_scatter(ctx: Context, key: str) -> Any:
