@@ -283,7 +283,8 @@ def test_thresholds_come_from_sae_analysis_at_draw_time(smoke_out, monkeypatch):
     """Item 7 of #12: figures/ holds no copy of a threshold; changing the library constant moves what is drawn."""
     import matplotlib.pyplot as plt
 
-    from sae_analysis import metrics, ulf
+    from sae_analysis import metrics, sparsity, ulf
+    from sae_analysis.sparsity import SparsityThresholds
 
     def vlines(fig):
         return [float(ln.get_xdata()[0]) for ax in fig.axes for ln in ax.lines if len(set(np.ravel(ln.get_xdata()))) == 1]
@@ -298,6 +299,9 @@ def test_thresholds_come_from_sae_analysis_at_draw_time(smoke_out, monkeypatch):
     assert vlines(fig) == [-3.0] and fig.axes[0].get_legend().get_texts()[0].get_text().startswith("freq < 1e-3")
     assert -3.0 in vlines(pf.f06_loss_vs_floor(ctx))
     assert 0.8 in vlines(pf.FIGURES["f10_rare_cos_vs_freq"](ctx)) and 0.8 in vlines(pf.f07_rare_directions(ctx))
+    monkeypatch.setattr(sparsity, "SparsityThresholds", lambda: SparsityThresholds(top_1=0.5, next_9=0.2))
+    joint = next(ax for ax in pf.FIGURES["f15_decoder_top_vs_next9"](ctx).axes if ax.get_xlabel().startswith("Frac"))
+    assert [ln.get_xdata()[0] for ln in joint.lines] == [0.5, 0] and joint.lines[1].get_ydata()[0] == 0.2
     f21 = pf.f21_bias_norm_vs_freq(ctx)
     assert any(t.get_text().startswith("freq < 1e-2") for ax in f21.axes for t in ax.get_legend().get_texts())
     plt.close("all")
