@@ -44,25 +44,25 @@ from paper.compute import (
     training_curves,
 )
 from paper.context import Context
+from paper.inventory import FIGURES as INVENTORY
+from paper.plotting import single as _single
+from paper.plotting import thresholds
 from paper.report import collect_results, manifest, write_report
 from paper.sources import Skip
 from sae_analysis.io import SAELoadError
-from sae_analysis.metrics import COMMON_FREQ
+from sae_analysis.io.readers import atomic_write
+from sae_analysis.metrics import log10_freq
 
 log = logging.getLogger("paper_figures")
 DATA_EXHAUSTED_TOKENS = 1_695_481_856
 """REPLICATION.md §6.2: step 413,952 x 4096 tokens, where run 1 most likely ran out of fresh data (hypothesis)."""
 
 
-# ----- figures: load -> compute -> plot ---------------------------------------------------------------------------------
-def _single(plot: Callable[..., Any], *data: Any, **style: Any) -> Any:
-    """A one-Axes plot function drawn on a fresh figure of the house size; returns that Figure."""
-    return plot(*data, ax=F.style.new_figure().gca(), **style).figure
-
-
+# ----- figures: load -> compute -> plot (thresholds from sae_analysis via paper.plotting.thresholds) -------------------
 def f01_frequency_histogram(ctx: Context) -> Any:
     run = ctx.runs()[0]
-    return _single(F.plot_frequency_histogram, table(ctx, run)["log10_freq"], source=ctx.label(run))
+    rare = thresholds().rare_log10
+    return _single(F.plot_frequency_histogram, table(ctx, run)["log10_freq"], rare_log10=rare, source=ctx.label(run))
 
 
 def f02_phase_transition(ctx: Context) -> Any:
@@ -77,6 +77,7 @@ def f02_phase_transition(ctx: Context) -> Any:
         changepoint=float(p["changepoint_tokens"]),
         markers=markers,
         log10_freq=p["log10_freq"],
+        ulf_label=thresholds().rare_label,
         source=ctx.label(ctx.runs()[0]),
     )
 
@@ -91,7 +92,7 @@ def f03_freq_vs_freq(ctx: Context) -> Any:
 
 def f06_loss_vs_floor(ctx: Context) -> Any:
     curves = {f"{run} final": (c["floor"], c["score_zero"]) for run in ctx.runs() for c in [floor_curve(ctx, run)]}
-    return _single(F.plot_loss_vs_floor, curves, source=ctx.label())
+    return _single(F.plot_loss_vs_floor, curves, rare_log10=thresholds().rare_log10, source=ctx.label())
 
 
 def f07_rare_directions(ctx: Context) -> Any:
@@ -99,7 +100,11 @@ def f07_rare_directions(ctx: Context) -> Any:
     rare = {run: rare_cluster(ctx, run) for run in ctx.runs()}
     cos = comparison(ctx)["ulf_direction_cos"]
     return F.plot_rare_directions(
-        {r: d["cos"] for r, d in rare.items()}, {r: d["proj"] for r, d in rare.items()}, direction_cos=cos, source=ctx.label()
+        {r: d["cos"] for r, d in rare.items()},
+        {r: d["proj"] for r, d in rare.items()},
+        direction_cos=cos,
+        threshold=thresholds().aligned_cos,
+        source=ctx.label(),
     )
 
 
@@ -114,6 +119,7 @@ def _top_vs_next9(ctx: Context, prefix: str, which: str) -> Any:
         t[f"{prefix}fve_next_9"][keep],
         classes=t[f"{prefix}sparsity_class"][keep],
         baseline=(base[f"{prefix}fve_top_1"][:n], base[f"{prefix}fve_next_9"][:n]),
+        thresholds=thresholds().sparse_lines,
         which=which,
         source=ctx.label(run) + ", non-rare latents",
     )
@@ -149,7 +155,15 @@ def f21_bias_norm_vs_freq(ctx: Context) -> Any:
         "Weighted encoder bias (b_enc x decoder norm)": t["b_enc"] * t["dec_norm"],
         "Encoder norm x decoder norm": t["enc_norm"] * t["dec_norm"],
     }
-    return F.plot_bias_norm_panels(panels, np.log10(t["frequency"] + 1e-5), t["frequency"] < COMMON_FREQ, source=ctx.label(run))
+    th = thresholds()
+    return F.plot_bias_norm_panels(
+        panels,
+        log10_freq(t["frequency"], eps=th.scratch_log_freq_eps),
+        t["frequency"] < th.common_freq,
+        rare_label=f"freq < {F.style.freq_text(th.common_freq)}",
+        y_label=f"log10(freq + {th.scratch_log_freq_eps:g})",
+        source=ctx.label(run),
+    )
 
 
 def _case_page(ctx: Context, which: int) -> Any:
@@ -181,7 +195,7 @@ def w_training_curves(ctx: Context) -> Any:
     return F.plot_training_curves(training_curves(ctx), source=ctx.label())
 
 
-FIGURES: dict[str, Callable[[Context], Any]] = {
+_FIGURES: dict[str, Callable[[Context], Any]] = {
     "f01_frequency_histogram": f01_frequency_histogram,
     "f02_phase_transition": f02_phase_transition,
     "f03_freq_vs_freq": f03_freq_vs_freq,
@@ -197,7 +211,9 @@ FIGURES: dict[str, Callable[[Context], Any]] = {
     "f23b_case_study": lambda ctx: _case_page(ctx, 1),
     "w_training_curves": w_training_curves,
 }
-"""Figure name -> function(Context) -> matplotlib Figure. Names are stable: `--only` and results.json use them."""
+FIGURES: dict[str, Callable[[Context], Any]] = dict(sorted((_FIGURES | INVENTORY).items()))
+"""Figure name -> function(Context) -> matplotlib Figure, or (Figure, {extension: text}) when the figure comes with a
+file of its own (F11's HTML page), in inventory order. Names are stable: `--only` and results.json use them."""
 
 
 # ----- CLI ---------------------------------------------------------------------------------------------------------------
@@ -213,8 +229,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
     p.add_argument("--smoke", action="store_true", help="every figure on synthetic checkpoints (fast; CI)")
     p.add_argument("--cache-dir", default=None, help="cache folder (default OUT/cache)")
-    p.add_argument("--tokens-file", default=None,
-                   help="hub: .npy/.pt int array [n_seq, seq_len] of gelu-1l tokens (default: download c4-code shards)")
+    p.add_argument(
+        "--tokens-file",
+        default=None,
+        help="hub: .npy/.pt int array [n_seq, seq_len] of gelu-1l tokens (default: download c4-code shards)",
+    )
     p.add_argument("--revision", default=None, help="hub: revision of NeelNanda/sparse_autoencoder to pin")
     p.add_argument("--batch-size", type=int, default=None, help="sequences per model forward (default: demo 64, hub 32)")
     p.add_argument("--loss-seqs", type=int, default=None, help="sequences for losses and case studies (demo 64, hub 256)")
@@ -229,7 +248,7 @@ def draw(ctx: Context, name: str, out: Path, formats: list[str], dpi: int) -> di
     """Draw and save one figure; a Skip or an error is recorded, not raised, so one missing input costs one figure."""
     start = time.perf_counter()
     try:
-        fig = FIGURES[name](ctx)
+        fig, extra = _figure_and_files(FIGURES[name](ctx))
     except Skip as why:
         log.warning("%s skipped: %s", name, why)
         return {"status": "skipped", "reason": str(why)}
@@ -240,7 +259,15 @@ def draw(ctx: Context, name: str, out: Path, formats: list[str], dpi: int) -> di
     for file in files:
         fig.savefig(out / file, dpi=dpi)
     plt.close(fig)
+    for ext, text in extra.items():
+        files.append(f"{name}.{ext}")
+        atomic_write(out / files[-1], lambda tmp, text=text: tmp.write_text(text, encoding="utf-8"))
     return {"status": "drawn", "seconds": round(time.perf_counter() - start, 2), "files": files}
+
+
+def _figure_and_files(drawn: Any) -> tuple[Any, dict[str, str]]:
+    """A figure function's result as (Figure, {extension: text of a companion file})."""
+    return drawn if isinstance(drawn, tuple) else (drawn, {})
 
 
 def _previous_statuses(out: Path, only: list[str] | None) -> dict[str, Any]:

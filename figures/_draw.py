@@ -64,11 +64,21 @@ def box_marginal(ax: Axes, groups: Sequence[np.ndarray], colors: Sequence, *, he
         raise ValueError(f"got {len(groups)} groups but {len(colors)} colors")
     height = min(0.3, 0.07 * max(len(groups), 1)) if height is None else height
     strip = ax.inset_axes((0.0, 1.02, 1.0, height), sharex=ax)
+    draw_boxes(strip, groups, colors)
+    strip.set_ylim(-len(groups) + 0.5, 0.5)
+    strip.tick_params(labelbottom=False, bottom=False)
+    return strip
+
+
+def draw_boxes(ax: Axes, groups: Sequence[np.ndarray], colors: Sequence, *, vertical: bool = False) -> None:
+    """One box per group (its finite values) on `ax`, at positions 0, -1, -2, ... (horizontal boxes, the first on top) or
+    0, 1, 2, ... (vertical, left to right); medians carry gid 'median'. The box axis gets no ticks, grid or spines."""
     rows = [finite(np.asarray(g, dtype=np.float64)) for g in groups]
     drawn = [i for i, r in enumerate(rows) if len(r)]
     if drawn:
-        parts = strip.boxplot(
-            [rows[i] for i in drawn], positions=[-i for i in drawn], orientation="horizontal", widths=0.6, patch_artist=True,
+        parts = ax.boxplot(
+            [rows[i] for i in drawn], positions=[i if vertical else -i for i in drawn], widths=0.6, patch_artist=True,
+            orientation="vertical" if vertical else "horizontal",
             medianprops={"color": "black", "linewidth": 1.0, "gid": "median"},
             flierprops={"marker": ".", "markersize": 2, "alpha": 0.4},
         )  # fmt: skip
@@ -76,10 +86,7 @@ def box_marginal(ax: Axes, groups: Sequence[np.ndarray], colors: Sequence, *, he
             box.set(facecolor=colors[i], alpha=0.6, edgecolor=colors[i])
         for flier, i in zip(parts["fliers"], drawn):
             flier.set(markeredgecolor=colors[i], markerfacecolor=colors[i])
-    strip.set_ylim(-len(groups) + 0.5, 0.5)
-    strip.set_yticks([])
-    strip.tick_params(labelbottom=False, bottom=False)
-    strip.grid(False)
-    for side in ("left", "right", "top"):
-        strip.spines[side].set_visible(False)
-    return strip
+    (ax.set_xticks if vertical else ax.set_yticks)([])
+    ax.grid(False)
+    for side in ("right", "top", "bottom" if vertical else "left"):
+        ax.spines[side].set_visible(False)

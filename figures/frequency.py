@@ -14,18 +14,18 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure, SubFigure
 
-from figures._draw import as_1d, axes_or_gca, box_marginal, finite, percent_hist, reference_vline
+from figures._draw import as_1d, axes_or_gca, box_marginal, draw_boxes, finite, percent_hist, reference_vline
 from figures.style import (
     BASELINE_GREY,
     CHECKPOINT_CMAP,
     ENC_COLOR,
     JOINT,
     RARE_COLOR,
-    RARE_LOG10,
     SEED_COLORS,
     WIDE,
     add_source,
     ensure_figure,
+    freq_text,
     joint_axes,
     tokens_text,
 )
@@ -36,18 +36,19 @@ def plot_frequency_histogram(
     *,
     source: str,
     bins: int = 100,
-    rare_log10: float | None = RARE_LOG10,
+    rare_log10: float | None = None,
     title: str = "Frequencies for Final Checkpoint",
     ax: Axes | None = None,
 ) -> Axes:
-    """F1: percent of latents per log10-frequency bin, with the rare threshold marked and the share below it in the legend."""
+    """F1: percent of latents per log10-frequency bin; with `rare_log10` (the caller's rare threshold, log10 of a
+    frequency), that threshold marked and the share below it in the legend."""
     ax = axes_or_gca(ax)
     values = as_1d(log10_freq, "log10_freq")
     percent_hist(ax, values, bins=bins, color=SEED_COLORS[0])
     if rare_log10 is not None:
         kept = finite(values)
         share = 100.0 * np.mean(kept < rare_log10) if len(kept) else float("nan")
-        reference_vline(ax, rare_log10, f"freq < 1e{rare_log10:g}: {share:.1f}% of latents", color=RARE_COLOR)
+        reference_vline(ax, rare_log10, f"freq < {freq_text(10**rare_log10)}: {share:.1f}% of latents", color=RARE_COLOR)
         ax.legend(loc="upper left")
     ax.set(xlabel="Freq (Log10)", ylabel="Percent of latents", title=title)
     add_source(ax, source)
@@ -102,12 +103,13 @@ def plot_phase_curve(
     median_log10_freq: np.ndarray | None = None,
     changepoint: float | None = None,
     markers: Mapping[str, float] | None = None,
-    ulf_label: str = "freq < 1e-4",
+    ulf_label: str = "rare",
     title: str = "Ultra-low-frequency cluster over training",
     ax: Axes | None = None,
 ) -> Axes:
     """F2 (right): the ULF fraction (percent, left axis) and optionally the ULF median log frequency (right axis) against
-    tokens, with the estimated changepoint and named reference token counts (e.g. the data-exhaustion hypothesis)."""
+    tokens, with the estimated changepoint and named reference token counts (e.g. the data-exhaustion hypothesis).
+    `ulf_label` names the caller's ULF cut, e.g. 'freq < 1e-4'."""
     ax = legend_ax = axes_or_gca(ax)
     millions = as_1d(tokens, "tokens") / 1e6
     ax.plot(
@@ -150,6 +152,7 @@ def plot_phase_transition(
     changepoint: float | None = None,
     markers: Mapping[str, float] | None = None,
     log10_freq: np.ndarray | None = None,
+    ulf_label: str = "rare",
     fig: Figure | SubFigure | None = None,
 ) -> Figure | SubFigure:
     """F2 as one page: histograms across checkpoints (left; with a box per checkpoint when `log10_freq` is given) and the
@@ -164,6 +167,7 @@ def plot_phase_transition(
         median_log10_freq=median_log10_freq,
         changepoint=changepoint,
         markers=markers,
+        ulf_label=ulf_label,
         ax=right,
     )
     return fig
@@ -178,10 +182,12 @@ def plot_freq_vs_freq(
     label_b: str,
     title: str | None = None,
     bins: int = 50,
+    marginal: str = "hist",
     fig: Figure | SubFigure | None = None,
 ) -> Figure | SubFigure:
-    """F3-F5: per-latent log frequency in checkpoint B against checkpoint A, the y = x line, and marginal histograms.
-    A resampled index holds a different latent after the reset (REPLICATION.md §9.8), so off-diagonal points mix both."""
+    """F3-F5: per-latent log frequency in checkpoint B against checkpoint A, the y = x line, and marginal histograms
+    (`marginal="hist"`) or box plots (`"box"`, the post's). A resampled index holds a different latent after the reset
+    (REPLICATION.md §9.8), so off-diagonal points mix both."""
     a, b = as_1d(log10_a, "log10_a"), as_1d(log10_b, "log10_b")
     if a.shape != b.shape:
         raise ValueError(f"both checkpoints need the same latents, got {a.shape} and {b.shape}")
@@ -189,10 +195,17 @@ def plot_freq_vs_freq(
     joint, top, right = joint_axes(fig)
     joint.scatter(a, b, s=4, alpha=0.3, color=SEED_COLORS[0], linewidths=0, label="latents")
     both = finite(np.r_[a, b])
-    lo, hi = (float(both.min()), float(both.max())) if len(both) else (-6.5, 0.0)
-    joint.plot([lo, hi], [lo, hi], color=BASELINE_GREY, linestyle="--", linewidth=1.0, label="y = x")
-    percent_hist(top, a, bins=bins, color=SEED_COLORS[0])
-    percent_hist(right, b, bins=bins, color=SEED_COLORS[0], orientation="horizontal")
+    if len(both):
+        lo, hi = float(both.min()), float(both.max())
+        joint.plot([lo, hi], [lo, hi], color=BASELINE_GREY, linestyle="--", linewidth=1.0, label="y = x")
+    if marginal == "box":
+        draw_boxes(top, [a], [SEED_COLORS[0]])
+        draw_boxes(right, [b], [SEED_COLORS[0]], vertical=True)
+    elif marginal == "hist":
+        percent_hist(top, a, bins=bins, color=SEED_COLORS[0])
+        percent_hist(right, b, bins=bins, color=SEED_COLORS[0], orientation="horizontal")
+    else:
+        raise ValueError(f"marginal must be 'hist' or 'box', got {marginal!r}")
     joint.set(xlabel=f"{label_a}: Freq (Log10)", ylabel=f"{label_b}: Freq (Log10)")
     joint.legend(loc="upper left")
     fig.suptitle(title or f"Frequencies for {label_a} and {label_b}")

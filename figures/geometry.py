@@ -10,9 +10,6 @@ from matplotlib.axes import Axes
 from figures._draw import as_1d, axes_or_gca, box_marginal, finite, median_text, reference_vline
 from figures.style import BASELINE_GREY, DEC_COLOR, ENC_COLOR, SEED_COLORS, add_source
 
-RANDOM_NULL_FRAC = 0.75
-"""A random direction in gelu-1l's 2048-d neuron space: (2048 - 512) / 2048 of it lies in W_out's null space."""
-
 
 def plot_enc_dec_cosine(
     cos: np.ndarray,
@@ -39,20 +36,22 @@ def plot_null_space(
     dec_null_frac: np.ndarray,
     *,
     source: str,
-    reference: float = RANDOM_NULL_FRAC,
+    reference: float | None = None,
     bins: int = 60,
     ax: Axes | None = None,
     title: str = "Fraction of feature in W_out null space (non-rare)",
 ) -> Axes:
     """F20: overlaid histograms (count) of the null-space share of encoder and decoder directions, with the share a random
-    direction would have (`reference`: 0.75 for gelu-1l, (d_mlp - d_model) / d_mlp in general); a box per series above."""
+    direction would have, when given (`reference`, from the caller: (d_mlp - d_model) / d_mlp, 0.75 for gelu-1l); a box
+    per series above."""
     ax = axes_or_gca(ax)
     series = ((enc_null_frac, ENC_COLOR, "encoder"), (dec_null_frac, DEC_COLOR, "decoder"))
     kept = [finite(as_1d(values, f"{name}_null_frac")) for values, _, name in series]
     for values, (_, color, name) in zip(kept, series):
         ax.hist(values, bins=bins, range=(0.0, 1.0), color=color, alpha=0.6, label=f"{name} ({median_text(values)})")
     box_marginal(ax, kept, [color for _, color, _ in series])
-    reference_vline(ax, reference, f"random direction: {reference:.4g}", color=BASELINE_GREY)
+    if reference is not None:
+        reference_vline(ax, reference, f"random direction: {reference:.4g}", color=BASELINE_GREY)
     ax.set(xlabel="Fraction of squared norm in the null space of W_out", ylabel="Count of latents", title=title)
     ax.legend(loc="upper left")
     add_source(ax, source)
@@ -60,13 +59,30 @@ def plot_null_space(
 
 
 def plot_singular_values(
-    singular_values: np.ndarray, *, source: str, title: str = "Singular values of W_out", ax: Axes | None = None
+    singular_values: np.ndarray,
+    *,
+    source: str,
+    rank: int | None = None,
+    centred: bool | None = None,
+    title: str = "Singular values of W_out",
+    ax: Axes | None = None,
 ) -> Axes:
-    """F19: singular values of the model's W_out in descending order; a (near-)zero tail shows a rank deficit (TL's
-    weight centring leaves gelu-1l's W_out with rank <= 511, REPLICATION.md §9.6)."""
+    """F19: singular values of the model's W_out (descending) against their 1-based index on a log y axis, with dashed
+    lines at index n - 1 and n (n = number of values = d_model): a centred W_out (TransformerLens centres writing weights)
+    has rank <= d_model - 1, so its last value drops to rounding level (REPLICATION.md §9.6). Exact zeros cannot sit on a
+    log axis: they are left out and counted in the legend. `rank` (numerical) and `centred` go into legend and title."""
     ax = axes_or_gca(ax)
     values = np.sort(as_1d(singular_values, "singular_values"))[::-1]
-    ax.plot(np.arange(len(values)), values, marker=".", color=SEED_COLORS[0])
-    ax.set(xlabel="Index", ylabel="Singular value", title=title, yscale="log" if np.all(values > 0) else "linear")
+    n, index, positive = len(values), np.arange(1, len(values) + 1), values > 0
+    label = f"{n} singular values" + (f", numerical rank {rank}" if rank is not None else "")
+    label += f" ({(~positive).sum()} exact zeros not drawn)" if not positive.all() else ""
+    ax.plot(index[positive], values[positive], marker=".", markersize=3, color=SEED_COLORS[0], label=label)
+    for at, color in ((n - 1, DEC_COLOR), (n, BASELINE_GREY)):
+        if at >= 1:
+            reference_vline(ax, at, f"rank {at}" + (" = d_model - 1" if at == n - 1 else " = d_model"), color=color)
+    if centred is not None:
+        title += " (centred: rank <= d_model - 1)" if centred else " (not centred)"
+    ax.set(xlabel="Index", ylabel="Singular value", title=title, yscale="log" if positive.any() else "linear")
+    ax.legend(loc="lower left")
     add_source(ax, source)
     return ax

@@ -10,19 +10,20 @@ import numpy as np
 from matplotlib.axes import Axes
 
 from figures._draw import as_1d, axes_or_gca
-from figures.style import RARE_LOG10, add_source, seed_color
+from figures.style import add_source, freq_text, seed_color
 
 
 def plot_loss_vs_floor(
     curves: Mapping[str, tuple[np.ndarray, np.ndarray]],
     *,
     source: str,
-    rare_log10: float | None = RARE_LOG10,
+    rare_log10: float | None = None,
     title: str = "Scaled Reconstructed Loss vs minimum frequency checkpoint",
     ax: Axes | None = None,
 ) -> Axes:
     """One line per checkpoint: `curves[name] = (floors, score)`, floors in log10 frequency, score the zero-ablation loss
-    recovered as a fraction (drawn in percent). Points are sorted by floor."""
+    recovered as a fraction (drawn in percent). Points are sorted by floor. `rare_log10`: the caller's rare threshold
+    (log10 frequency), drawn as a dashed line when given."""
     ax = axes_or_gca(ax)
     if not curves:
         raise ValueError("curves needs at least one (floors, score) pair")
@@ -33,7 +34,7 @@ def plot_loss_vs_floor(
         order = np.argsort(x)
         ax.plot(x[order], 100.0 * y[order], marker="o", color=seed_color(i), label=name)
     if rare_log10 is not None:
-        ax.axvline(rare_log10, color="0.6", linestyle="--", linewidth=1.0, label=f"rare threshold (1e{rare_log10:g})")
+        ax.axvline(rare_log10, color="0.6", linestyle="--", linewidth=1.0, label=f"rare threshold ({freq_text(10**rare_log10)})")
     ax.set(xlabel="Log freq floor", ylabel="% Loss Recovered", title=title)
     ax.legend(loc="lower left")
     add_source(ax, source)

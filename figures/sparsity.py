@@ -13,11 +13,21 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure, SubFigure
 
 from figures._draw import as_1d, axes_or_gca, box_marginal, clip_to, median_text, percent_hist
-from figures.style import BASELINE_GREY, JOINT, SEED_COLORS, SPARSITY_COLORS, add_source, ensure_figure, joint_axes, seed_color
+from figures.style import (
+    BASELINE_GREY,
+    JOINT,
+    PAGE,
+    SEED_COLORS,
+    SPARSITY_COLORS,
+    WIDE,
+    add_source,
+    ensure_figure,
+    joint_axes,
+    seed_color,
+    source_text,
+)
 
 Which = Literal["encoder", "decoder"]
-TOP1_THRESHOLD, NEXT9_THRESHOLD = 0.35, 0.1
-"""Neel's analysis.py: 1-sparse if fve_top_1 > 0.35 and fve_next_9 < 0.1 (REPLICATION.md §9.1)."""
 TOP_VS_NEXT9_TITLES = {
     "encoder": "Fraction of Squared Sum Explained by Top Neuron vs Next 9 Neurons",
     "decoder": "Fraction of Squared Decoder Sum Explained by Top Neuron vs Next 9 Neurons",
@@ -60,6 +70,7 @@ def plot_top_vs_next9(
     source: str,
     classes: Sequence[str] | None = None,
     baseline: tuple[np.ndarray, np.ndarray] | None = None,
+    thresholds: tuple[float, float] | None = None,
     which: Which = "decoder",
     alpha: float = 0.2,
     bins: int = 50,
@@ -67,8 +78,8 @@ def plot_top_vs_next9(
     fig: Figure | SubFigure | None = None,
 ) -> Figure | SubFigure:
     """F13 / F15: fraction of squared weight in the top neuron (x) vs the next 9 (y), one colour per sparsity class, the
-    Gaussian baseline in grey, the 1-sparse thresholds as dashed lines, and marginal histograms. Pass non-rare latents
-    (freq >= 1e-4) to match Neel's scatter."""
+    Gaussian baseline in grey, the caller's 1-sparse `thresholds` (top_1, next_9; Neel's 0.35, 0.1) as dashed lines, and
+    marginal histograms. Pass non-rare latents to match Neel's scatter."""
     x, y = as_1d(fve_top_1, "fve_top_1"), as_1d(fve_next_9, "fve_next_9")
     if x.shape != y.shape:
         raise ValueError(f"fve_top_1 and fve_next_9 differ in length: {x.shape} vs {y.shape}")
@@ -79,8 +90,9 @@ def plot_top_vs_next9(
         joint.scatter(bx, by, s=6, alpha=alpha, color=BASELINE_GREY, linewidths=0, label=f"Gaussian baseline (n={len(bx)})")
         baseline = (bx, by)
     _class_scatter(joint, x, y, classes, alpha)
-    joint.axvline(TOP1_THRESHOLD, color="black", linestyle="--", linewidth=0.8)
-    joint.axhline(NEXT9_THRESHOLD, color="black", linestyle="--", linewidth=0.8)
+    if thresholds is not None:
+        joint.axvline(thresholds[0], color="black", linestyle="--", linewidth=0.8)
+        joint.axhline(thresholds[1], color="black", linestyle="--", linewidth=0.8)
     _marginals(top, right, x, y, baseline, bins)
     joint.set(xlim=(0, 1), ylim=(0, 1), xlabel="Frac Explained by Top Neuron", ylabel="Frac Explained by Next 9 Neurons")
     legend = joint.legend(loc="upper right", markerscale=2.5)
@@ -145,32 +157,38 @@ def plot_fve_histograms(
     cumulative: bool = True,
     which: Which = "encoder",
     bins: int = 100,
+    title: str | None = None,
     ax: Axes | None = None,
 ) -> Axes:
     """F12 / F16: distribution of fve_top_k (share of squared weight in the top k neurons) for several k, as cumulative
     percent curves by default (Neel draws top 1/5/10 cumulatively); the Gaussian baseline as dashed grey-toned curves."""
     ax = axes_or_gca(ax)
+    _fve_curves(ax, fve_by_k, baseline_by_k, cumulative=cumulative, which=which, bins=bins)
+    ax.set_title(title or f"{which.capitalize()} neuron-basis sparsity (fve_top_k)")
+    add_source(ax, source)
+    return ax
+
+
+def _fve_curves(
+    ax: Axes,
+    fve_by_k: Mapping[int, np.ndarray],
+    baseline_by_k: Mapping[int, np.ndarray] | None,
+    *,
+    cumulative: bool,
+    which: Which,
+    bins: int,
+) -> None:
     edges = np.linspace(0.0, 1.0, bins + 1)
     style = {"histtype": "step", "cumulative": cumulative, "linewidth": 1.3}
     for i, (k, values) in enumerate(fve_by_k.items()):
         percent_hist(ax, as_1d(values, f"fve_top_{k}"), bins=edges, color=seed_color(i), label=f"top {k}", **style)
         if baseline_by_k is not None and k in baseline_by_k:
-            percent_hist(
-                ax,
-                as_1d(baseline_by_k[k], f"baseline fve_top_{k}"),
-                bins=edges,
-                color=seed_color(i),
-                linestyle="--",
-                alpha=0.6,
-                label=f"top {k}, Gaussian baseline",
-                **style,
-            )
+            baseline = as_1d(baseline_by_k[k], f"baseline fve_top_{k}")
+            percent_hist(ax, baseline, bins=edges, color=seed_color(i), linestyle="--", alpha=0.6,
+                         label=f"top {k}, Gaussian baseline", **style)  # fmt: skip
     ylabel = "Cumulative percent of latents" if cumulative else "Percent of latents"
-    ax.set(xlabel=f"Fraction of squared {which} weight in the top k neurons", ylabel=ylabel, xlim=(0, 1))
-    ax.set_title(f"{which.capitalize()} neuron-basis sparsity (fve_top_k)")
+    ax.set(xlabel=f"Share of squared {which} weight in the top k neurons", ylabel=ylabel, xlim=(0, 1))
     ax.legend(loc="lower right" if cumulative else "upper right")
-    add_source(ax, source)
-    return ax
 
 
 def plot_enc_vs_dec_top1(enc_fve_top_1: np.ndarray, dec_fve_top_1: np.ndarray, *, source: str, ax: Axes | None = None) -> Axes:
@@ -191,3 +209,63 @@ def plot_enc_vs_dec_top1(enc_fve_top_1: np.ndarray, dec_fve_top_1: np.ndarray, *
     ax.legend(loc="upper left")
     add_source(ax, source)
     return ax
+
+
+def plot_fve_page(
+    fve_by_k: Mapping[int, np.ndarray],
+    *,
+    source: str,
+    which: Which = "encoder",
+    cumulative_ks: Sequence[int] = (1, 5, 10),
+    percent_k: int = 100,
+    what: str = "all latents",
+    fig: Figure | SubFigure | None = None,
+) -> Figure | SubFigure:
+    """F12 (and, on a Gaussian matrix, the left half of F16): fve_top_1/5/10 as cumulative percent curves (left) and
+    fve_top_100 as a percent histogram (right), as Neel drew them. `what` names the rows, e.g. 'all latents'."""
+    missing = [k for k in (*cumulative_ks, percent_k) if k not in fve_by_k]
+    if missing:
+        raise ValueError(f"fve_by_k lacks k = {missing}; has {sorted(fve_by_k)}")
+    fig = ensure_figure(fig, WIDE)
+    _fve_page(fig, fve_by_k, which=which, cumulative_ks=cumulative_ks, percent_k=percent_k, what=what)
+    add_source(fig, source)
+    return fig
+
+
+def _fve_page(
+    fig: Figure | SubFigure, fve_by_k: Mapping[int, np.ndarray], *, which: Which, cumulative_ks: Sequence[int], percent_k: int,
+    what: str
+) -> None:  # fmt: skip
+    left, right = fig.subplots(1, 2)
+    _fve_curves(left, {k: fve_by_k[k] for k in cumulative_ks}, None, cumulative=True, which=which, bins=100)
+    _fve_curves(right, {percent_k: fve_by_k[percent_k]}, None, cumulative=False, which=which, bins=100)
+    left.set_title(f"fve_top_{'/'.join(map(str, cumulative_ks))}, cumulative")
+    right.set_title(f"fve_top_{percent_k}")
+    fig.suptitle(f"{which.capitalize()} neuron-basis sparsity ({what})")
+
+
+def plot_baseline_sparsity(
+    fve_by_k: Mapping[int, np.ndarray],
+    classes: Sequence[str] | None = None,
+    *,
+    source: str,
+    thresholds: tuple[float, float] | None = None,
+    which: Which = "encoder",
+    fig: Figure | SubFigure | None = None,
+) -> Figure | SubFigure:
+    """F16: F12 and F13 drawn on a standard-Gaussian matrix of the encoder's shape (Neel's randn baseline): the fve
+    panels on the left, top neuron vs next 9 (with `classes` and the caller's 1-sparse `thresholds`) on the right."""
+    if 1 not in fve_by_k or 10 not in fve_by_k:
+        raise ValueError(f"fve_by_k needs k = 1 and 10 for the top-vs-next-9 panel; has {sorted(fve_by_k)}")
+    fig = ensure_figure(fig, (PAGE[0] + 2, 5.5))
+    body, strip = fig.subfigures(2, 1, height_ratios=(0.965, 0.035))  # the strip holds the one source label
+    left, right = body.subfigures(1, 2, width_ratios=(1.4, 1.0))
+    _fve_page(left, fve_by_k, which=which, cumulative_ks=(1, 5, 10), percent_k=100, what="Gaussian rows")
+    top_1, top_10 = as_1d(fve_by_k[1], "fve_by_k[1]"), as_1d(fve_by_k[10], "fve_by_k[10]")
+    plot_top_vs_next9(top_1, top_10 - top_1, classes=classes, thresholds=thresholds, which=which, fig=right, source=source,
+                      title="Top neuron vs next 9 (Gaussian rows)")  # fmt: skip
+    for text in [t for t in right.texts if t.get_text() == source_text(source)]:
+        text.remove()  # drawn once, in the strip below both halves
+    add_source(strip, source)
+    body.suptitle(f"Gaussian baseline of the {which} neuron-basis sparsity (same-shape randn)")
+    return fig

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 
 import matplotlib as mpl
 import matplotlib.pyplot as plt
+import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure, SubFigure
 from matplotlib.layout_engine import ConstrainedLayoutEngine
@@ -29,9 +30,6 @@ HIGHLIGHT_COLOR = "#ffd54f"
 """Background of the activating token in case-study contexts."""
 CHECKPOINT_CMAP = "viridis"
 """Colour map for checkpoints ordered by training tokens."""
-
-RARE_LOG10 = -4.0
-"""Neel's analysis.py rare threshold (freq < 1e-4, REPLICATION.md §9.3), drawn as a reference line."""
 
 SINGLE = (5.0, 3.6)
 WIDE = (9.0, 3.6)
@@ -116,6 +114,17 @@ def joint_axes(fig: Figure | SubFigure) -> tuple[Axes, Axes, Axes]:
     top.tick_params(labelbottom=False)
     right.tick_params(labelleft=False)
     return joint, top, right
+
+
+def freq_text(freq: float) -> str:
+    """A frequency threshold for labels: '1e-4' for a power of ten, '10^-3.5' for a fractional one, else '0.0002'.
+    Thresholds are the caller's (sae_analysis's constants); this only writes them."""
+    exponent = float(np.log10(freq)) if freq > 0 else float("nan")
+    if np.isfinite(exponent) and abs(exponent - round(exponent)) < 1e-9:
+        return f"1e{round(exponent)}"
+    if np.isfinite(exponent) and abs(2 * exponent - round(2 * exponent)) < 1e-9:
+        return f"10^{exponent:g}"
+    return f"{freq:g}"
 
 
 def tokens_text(n: float) -> str:

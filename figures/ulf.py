@@ -14,9 +14,6 @@ from matplotlib.figure import Figure, SubFigure
 from figures._draw import as_1d, axes_or_gca, box_marginal, finite, percent_hist, reference_vline
 from figures.style import WIDE, add_source, ensure_figure, seed_color
 
-ALIGNED_COS = 0.95
-"""Neel's analysis.py: the share of rare latents with cosine > 0.95 to the mean rare direction."""
-
 
 def _check_runs(by_run: Mapping[str, np.ndarray], name: str) -> dict[str, np.ndarray]:
     if not by_run:
@@ -33,29 +30,26 @@ def plot_rare_cosine(
     *,
     source: str,
     direction_cos: float | None = None,
-    threshold: float = ALIGNED_COS,
+    threshold: float | None = None,
     which: str = "encoder",
     bins: int = 50,
     ax: Axes | None = None,
 ) -> Axes:
     """F7: percent of rare latents per cosine bin, one outline per run, with a box per run above; the legend gives each
-    run's count and share above `threshold`, the title the cross-seed cosine of the mean rare directions when given."""
+    run's count and, with `threshold` (the caller's alignment cut, Neel's 0.95), the share above it, marked by a dashed
+    line; the title gives the cross-seed cosine of the mean rare directions when given."""
     ax = axes_or_gca(ax)
     runs = _check_runs(cos_by_run, "cos_by_run")
     edges = np.linspace(-1.0, 1.0, bins + 1)
     for i, (run, cos) in enumerate(runs.items()):
         kept = finite(cos)
-        share = 100.0 * np.mean(kept > threshold) if len(kept) else float("nan")
-        percent_hist(
-            ax,
-            kept,
-            bins=edges,
-            histtype="step",
-            linewidth=1.5,
-            color=seed_color(i),
-            label=f"{run}: n={len(kept)}, {share:.1f}% > {threshold:g}",
-        )
-    reference_vline(ax, threshold)
+        label = f"{run}: n={len(kept)}"
+        if threshold is not None:
+            share = 100.0 * np.mean(kept > threshold) if len(kept) else float("nan")
+            label += f", {share:.1f}% > {threshold:g}"
+        percent_hist(ax, kept, bins=edges, histtype="step", linewidth=1.5, color=seed_color(i), label=label)
+    if threshold is not None:
+        reference_vline(ax, threshold)
     box_marginal(ax, list(runs.values()), [seed_color(i) for i in range(len(runs))])
     ax.set(
         xlabel=f"Cosine of {which} direction with the mean rare direction",
@@ -95,10 +89,13 @@ def plot_rare_scatter(
     *,
     source: str,
     quantity: str = "cos_with_mean",
+    threshold: float | None = None,
+    title: str | None = None,
     ax: Axes | None = None,
 ) -> Axes:
     """F9 / F10: each rare latent's cosine with (or projection onto) the mean rare direction (x) against its log
-    frequency (y), one colour per run. Shows whether the aligned latents are also the rarest."""
+    frequency (y), one colour per run. Shows whether the aligned latents are also the rarest. `quantity` labels x;
+    `threshold` (the caller's cosine cut, for F10) is drawn as a dashed line."""
     ax = axes_or_gca(ax)
     runs = _check_runs(values_by_run, "values_by_run")
     for i, (run, x) in enumerate(runs.items()):
@@ -106,7 +103,9 @@ def plot_rare_scatter(
         if x.shape != y.shape:
             raise ValueError(f"{run}: {len(x)} values but {len(y)} frequencies")
         ax.scatter(x, y, s=6, alpha=0.4, color=seed_color(i), linewidths=0, label=f"{run}: n={len(x)}")
-    ax.set(xlabel=quantity, ylabel="Freq (Log10)", title=f"Rare latents: {quantity} vs frequency")
+    if threshold is not None:
+        reference_vline(ax, threshold, f"cos = {threshold:g}")
+    ax.set(xlabel=quantity, ylabel="Freq (Log10)", title=title or f"Rare latents: {quantity} vs frequency")
     ax.legend(loc="best", markerscale=2)
     add_source(ax, source)
     return ax
@@ -118,12 +117,13 @@ def plot_rare_directions(
     *,
     source: str,
     direction_cos: float | None = None,
+    threshold: float | None = None,
     which: str = "encoder",
     fig: Figure | SubFigure | None = None,
 ) -> Figure | SubFigure:
-    """F7 and F8 side by side."""
+    """F7 and F8 side by side (`threshold`: the cosine cut of F7, from the caller)."""
     fig = ensure_figure(fig, WIDE)
     left, right = fig.subplots(1, 2)
-    plot_rare_cosine(cos_by_run, source=source, direction_cos=direction_cos, which=which, ax=left)
+    plot_rare_cosine(cos_by_run, source=source, direction_cos=direction_cos, threshold=threshold, which=which, ax=left)
     plot_rare_projection(proj_by_run, source=source, which=which, ax=right)
     return fig

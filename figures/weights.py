@@ -12,11 +12,8 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure, SubFigure
 
-from figures._draw import as_1d, axes_or_gca, percent_hist
-from figures.style import COMMON_COLOR, PAGE, RARE_COLOR, add_source, ensure_figure
-
-F21_Y_LABEL = "log10(freq + 1e-5)"
-"""Neel's scratch.py plots these panels against log10(freq + 1e-5) (a different offset from the histograms' 10^-6.5)."""
+from figures._draw import as_1d, axes_or_gca, box_marginal, percent_hist
+from figures.style import COMMON_COLOR, PAGE, RARE_COLOR, add_source, ensure_figure, seed_color
 
 
 def _trend_line(ax: Axes, x: np.ndarray, y: np.ndarray) -> None:
@@ -49,11 +46,12 @@ def plot_vs_frequency(
     *,
     source: str,
     name: str,
-    rare_label: str = "freq < 10^-3.5",
-    y_label: str = F21_Y_LABEL,
+    rare_label: str = "rare",
+    y_label: str = "Freq (Log10)",
     ax: Axes | None = None,
 ) -> Axes:
-    """One F21 panel: a per-latent quantity (x) against log frequency (y), rare latents in their own colour, OLS line."""
+    """One F21 panel: a per-latent quantity (x) against log frequency (y), rare latents in their own colour, OLS line.
+    The caller names its rare cut (`rare_label`, e.g. 'freq < 10^-3.5') and its log offset (`y_label`)."""
     ax = axes_or_gca(ax)
     _draw_vs_frequency(ax, values, log10_freq, is_rare, name=name, rare_label=rare_label, y_label=y_label)
     add_source(ax, source)
@@ -66,8 +64,8 @@ def plot_bias_norm_panels(
     is_rare: np.ndarray,
     *,
     source: str,
-    rare_label: str = "freq < 10^-3.5",
-    y_label: str = F21_Y_LABEL,
+    rare_label: str = "rare",
+    y_label: str = "Freq (Log10)",
     ncols: int = 3,
     fig: Figure | SubFigure | None = None,
 ) -> Figure | SubFigure:
@@ -92,21 +90,88 @@ def plot_by_commonness(
     *,
     source: str,
     name: str,
-    common_label: str = "freq > 10^-3.5",
+    common_label: str = "common",
     bins: int = 60,
+    title: str | None = None,
     ax: Axes | None = None,
 ) -> Axes:
     """F22: percent histograms of one per-latent metric (neuron kurtosis, neuron frac max, vocab kurtosis, ...) for common
-    and for rare latents, on shared bins (Neel's scratch.py colours by is_common = freq > 10^-3.5)."""
+    and for the rest, on shared bins (Neel's scratch.py colours by is_common = freq > 10^-3.5; the caller names its cut
+    in `common_label`). Bins span the finite values up to their 99.5th percentile; the heavier tail piles up in the last
+    bin (the x label says where), also in the box per group above."""
     ax = axes_or_gca(ax)
+    _by_commonness(ax, values, is_common, name=name, common_label=common_label, bins=bins)
+    ax.set_title(title or f"{name} by frequency group")
+    add_source(ax, source)
+    return ax
+
+
+def _by_commonness(ax: Axes, values: np.ndarray, is_common: np.ndarray, *, name: str, common_label: str, bins: int) -> None:
     x, common = as_1d(values, name), np.asarray(is_common, dtype=bool)
     if x.shape != common.shape:
         raise ValueError(f"{name}: {x.shape} values but {common.shape} is_common flags")
     kept = x[np.isfinite(x)]
-    edges = np.histogram_bin_edges(kept if len(kept) else np.zeros(1), bins=bins)
-    percent_hist(ax, x[common], bins=edges, color=COMMON_COLOR, alpha=0.6, label=f"{common_label} (n={common.sum()})")
-    percent_hist(ax, x[~common], bins=edges, color=RARE_COLOR, alpha=0.6, label=f"rest (n={(~common).sum()})")
-    ax.set(xlabel=name, ylabel="Percent of latents in the group", title=f"{name} by frequency group")
+    hi = float(np.quantile(kept, 0.995)) if len(kept) else 1.0
+    edges = np.histogram_bin_edges(np.clip(kept, None, hi) if len(kept) else np.zeros(1), bins=bins)
+    shown = np.where(np.isfinite(x), np.minimum(x, hi), x)
+    percent_hist(ax, shown[common], bins=edges, color=COMMON_COLOR, alpha=0.6, label=f"{common_label} (n={common.sum()})")
+    percent_hist(ax, shown[~common], bins=edges, color=RARE_COLOR, alpha=0.6, label=f"rest (n={(~common).sum()})")
+    box_marginal(ax, [shown[common], shown[~common]], [COMMON_COLOR, RARE_COLOR])
+    clipped = int((kept > hi).sum())
+    xlabel = name + (f"\n({clipped} values above {hi:.3g} in the last bin)" if clipped else "")
+    ax.set(xlabel=xlabel, ylabel="Percent of latents in the group")
     ax.legend(loc="upper right")
+
+
+def plot_top_features(
+    weights: np.ndarray,
+    latents: np.ndarray,
+    *,
+    source: str,
+    ranked_by: str = "encoder kurtosis",
+    title: str = "Top Features in Neuron Basis",
+    ax: Axes | None = None,
+) -> Axes:
+    """F22 (last panel): the encoder columns of the top latents (`weights[i]` of latent `latents[i]`, best first) as one
+    line each over neuron index, as Neel's scratch.py draws the 20 latents of highest neuron kurtosis."""
+    ax = axes_or_gca(ax)
+    _top_features(ax, weights, latents, ranked_by=ranked_by, title=title)
     add_source(ax, source)
     return ax
+
+
+def _top_features(ax: Axes, weights: np.ndarray, latents: np.ndarray, *, ranked_by: str, title: str) -> None:
+    w, ids = np.asarray(weights, dtype=np.float64), np.asarray(latents)
+    if w.ndim != 2 or w.shape[0] != len(ids):
+        raise ValueError(f"weights must be [n_latents={len(ids)}, d_in], got {w.shape}")
+    for i, (row, latent) in enumerate(zip(w, ids)):
+        ax.plot(np.arange(w.shape[1]), row, linewidth=0.8, alpha=0.7, color=seed_color(i), label=f"latent {latent}")
+    if 0 < len(ids) <= 10:
+        ax.legend(loc="upper right", fontsize=6)
+    ax.set(xlabel="Neuron", ylabel="Encoder weight", title=f"{title}\n(top {len(ids)} latents by {ranked_by})")
+
+
+def plot_commonness_page(
+    metrics: Mapping[str, np.ndarray],
+    is_common: np.ndarray,
+    top_weights: np.ndarray,
+    top_latents: np.ndarray,
+    *,
+    source: str,
+    common_label: str = "common",
+    ranked_by: str = "encoder kurtosis",
+    fig: Figure | SubFigure | None = None,
+) -> Figure | SubFigure:
+    """F22 as one page: one `plot_by_commonness` panel per metric (`metrics[title] = per-latent values`, e.g. "Neuron
+    Kurtosis") and the "Top Features in Neuron Basis" panel."""
+    fig = ensure_figure(fig, PAGE)
+    axes = fig.subplots(2, 2).ravel()
+    if len(metrics) != 3:
+        raise ValueError(f"expected three metrics (neuron kurtosis, neuron frac max, vocab kurtosis), got {list(metrics)}")
+    for ax, (name, values) in zip(axes, metrics.items()):
+        _by_commonness(ax, values, is_common, name=name, common_label=common_label, bins=60)
+        ax.set_title(name)
+    _top_features(axes[3], top_weights, top_latents, ranked_by=ranked_by, title="Top Features in Neuron Basis")
+    fig.suptitle("Latent statistics by frequency group")
+    add_source(fig, source)
+    return fig

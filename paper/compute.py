@@ -22,6 +22,7 @@ from sae_analysis.phase import (
     ulf_median_over_time,
 )
 from sae_analysis.reconstruction import ReconstructionLosses, loss_vs_frequency_floor, reconstruction_losses
+from sae_analysis.sparsity import class_names
 from sae_analysis.table import compare_summary, feature_table, summarize
 from sae_analysis.ulf import ulf_cluster, ulf_mask
 from sae_analysis.uncertainty import summary_intervals
@@ -69,17 +70,19 @@ def table(ctx: Context, run: str) -> dict[str, np.ndarray]:
 
 
 def baselines(ctx: Context, run: str) -> dict[str, np.ndarray]:
-    """Gaussian baselines of the same shape as the decoder and the encoder (§9.1-9.2)."""
+    """Gaussian baselines of the same shape as the decoder and the encoder (§9.1-9.2): fve_top_k for every k, fve_next_9
+    and the sparsity class of each Gaussian row (F13/F15 grey points, F16), and the decoder-shaped kurtosis (F17)."""
 
     def compute() -> dict[str, Any]:
         out = {}
         sae = ctx.source.saes[run]
         for prefix, w in (("", sae.W_dec.detach()), ("enc_", sae.W_enc.detach().T)):
             sp = baseline_neuron_sparsity(w)
-            out |= {f"{prefix}fve_top_1": sp.fve(1).numpy(), f"{prefix}fve_next_9": sp.fve_next_9.numpy()}
+            out |= {f"{prefix}fve_top_{k}": sp.fve(k).numpy() for k in sp.ks}
+            out |= {f"{prefix}fve_next_9": sp.fve_next_9.numpy(), f"{prefix}sparsity_class": class_names(sp.classes)}
         return out | {"kurtosis": baseline_kurtosis(sae.W_dec.detach()).numpy()}
 
-    return ctx.cache.arrays(f"baseline_{run}", compute)
+    return ctx.cache.arrays(f"baselines_{run}", compute)
 
 
 def losses(ctx: Context, run: str) -> ReconstructionLosses:

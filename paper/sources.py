@@ -30,6 +30,16 @@ log = logging.getLogger(__name__)
 HUB_REPO = "NeelNanda/sparse_autoencoder"
 HUB_CHECKPOINTS = (9, 12, 15, 18, 21, 22, 25)
 """Run-1 checkpoints of F2 (REPLICATION.md §4.3: checkpoint c holds (c - 8) * 122.88M tokens; 25 is the final 2B)."""
+RUN1_FINAL = 25
+
+
+def checkpoint_tokens(c: int) -> int:
+    """Training tokens of run-1 checkpoint c (REPLICATION.md §4.3): (c - 8) x 122,880,000 for 9 <= c <= 24, 2B for 25."""
+    if not 9 <= c <= RUN1_FINAL:
+        raise ValueError(f"run-1 checkpoints are 9..25, got {c}")
+    return (c - 8) * 122_880_000 if c < RUN1_FINAL else 2_000_000_000
+
+
 RUNS = {"demo": ("seed1", "seed2"), "hub": ("run1", "run2"), "smoke": ("seed1", "seed2")}
 DEFAULTS = {
     "demo": {"tokens": 512 * 128, "loss_seqs": 64, "batch_size": 64},
@@ -99,7 +109,7 @@ def load_hub(args: argparse.Namespace) -> Source:
     tokens = hub_eval_tokens(args, model, setting(args, "hub", "tokens"))
 
     def snapshots() -> tuple[np.ndarray, np.ndarray]:
-        counts = [(c - 8) * 122_880_000 if c < 25 else 2_000_000_000 for c in HUB_CHECKPOINTS]
+        counts = [checkpoint_tokens(c) for c in HUB_CHECKPOINTS]
         ckpts = (load_sae(HUB_REPO, str(c), revision=args.revision, device=args.device) for c in HUB_CHECKPOINTS)
         batch = setting(args, "hub", "batch_size")
         freqs = [latent_frequencies(model, sae, tokens, batch_size=batch, progress=True).freq for sae in ckpts]

@@ -65,4 +65,12 @@ def null_space_fraction(vectors: Float[Tensor, "n d_mlp"], ns: NullSpace) -> Flo
     return ((total - kept) / total).clamp(0.0, 1.0)
 
 
-__all__ = ["encoder_decoder_cosine", "NullSpace", "null_space", "null_space_fraction"]
+def is_centred(W_out: Float[Tensor, "d_mlp d_model"], *, rtol: float = 1e-4) -> bool:
+    """Whether W_out's writing weights are centred, as TransformerLens's `center_writing_weights` leaves them: every row
+    (one neuron's output vector) has mean ~0 over d_model, i.e. max |row mean| <= rtol x mean |W_out|. Then W_out's rank is
+    at most d_model - 1 (REPLICATION.md §9.6)."""
+    W = W_out.detach().double()
+    return bool(W.mean(-1).abs().max() <= rtol * W.abs().mean()) if W.numel() else False
+
+
+__all__ = ["encoder_decoder_cosine", "NullSpace", "null_space", "null_space_fraction", "is_centred"]

@@ -24,6 +24,8 @@ ROUNDING_TOLERANCE = 1e-4
 """Relative tolerance, in units of the offset, below which `freq_from_log10` returns exactly 0: a float32 log10 carries an
 absolute error of a few 1e-7 (≈ 2e-6 relative after 10**d), so a dead latent comes back within ~1e-5 of the offset. No
 resolvable frequency is that small (it would take ~1e14 tokens at SPARSITY_EPS, ~3e10 at LOG_FREQ_EPS)."""
+SCRATCH_LOG_FREQ_EPS = 1e-5
+"""Offset of Neel's scratch.py weight-vs-frequency panels (F21): log10(freq + 1e-5), not the histograms' 10^-6.5."""
 LOGGED_THRESHOLDS = (1e-5, 1e-6)
 """Frequencies below which Neel's training logs count latents ('below_1e-5', 'below_1e-6')."""
 

@@ -117,6 +117,14 @@ def neuron_sparsity(
     return NeuronSparsity(ks, fve, next_9, sparsity_classes(top_1, next_9, top_10, thresholds))
 
 
+def neuron_frac_max(directions: Float[Tensor, "n d"]) -> Float[Tensor, " n"]:
+    """Neel's scratch.py "Neuron Frac Max" (F22): each row's largest *signed* entry over the sum of its absolute entries,
+    max_j w_j / sum_j |w_j|. An L1 share, not the squared share fve_top_1: a row whose largest-magnitude entry is negative
+    scores low (negative if every entry is). Scale-invariant for positive scales; NaN for a zero row."""
+    w = directions.float()
+    return w.amax(-1) / w.abs().sum(-1)
+
+
 def class_fractions(classes: Int[Tensor, " n"], mask: Bool[Tensor, " n"] | None = None) -> dict[str, float]:
     """Fraction of latents in each class, over all latents or over `mask` (e.g. non-rare). NaN fractions if empty."""
     selected = classes if mask is None else classes[mask]
@@ -138,6 +146,7 @@ __all__ = [
     "fve_top_k",
     "sparsity_classes",
     "neuron_sparsity",
+    "neuron_frac_max",
     "class_fractions",
     "class_names",
 ]

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from sae_analysis.frequency import FrequencyResult
-from sae_analysis.geometry import encoder_decoder_cosine, null_space, null_space_fraction
+from sae_analysis.geometry import encoder_decoder_cosine, is_centred, null_space, null_space_fraction
 from sae_analysis.phase import (
     changepoint,
     frequency_change,
@@ -57,6 +57,15 @@ def test_centred_w_out_rank_is_recorded(gen):
     assert null_space(centred, k=ns.rank).random_fraction == pytest.approx(49 / 64)
     with pytest.raises(ValueError):
         null_space(centred, k=17)
+
+
+def test_is_centred_detects_transformer_lens_centring(gen):
+    W_out = torch.randn(64, 16, generator=gen) + 0.3  # an offset: rows do not sum to zero
+    centred = W_out - W_out.mean(-1, keepdim=True)
+    assert is_centred(centred) and is_centred(centred.double()) and not is_centred(W_out)
+    nearly = centred + 1e-3 * W_out.abs().mean()  # row means at 1e-3 of the weight scale: not centred
+    assert not is_centred(nearly) and is_centred(nearly, rtol=1e-2)
+    assert not is_centred(torch.empty(0, 16))
 
 
 def test_segment_sse_matches_naive(gen):

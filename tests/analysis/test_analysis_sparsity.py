@@ -17,6 +17,7 @@ from sae_analysis.sparsity import (
     class_fractions,
     class_names,
     fve_top_k,
+    neuron_frac_max,
     neuron_sparsity,
     sparsity_classes,
 )
@@ -140,3 +141,17 @@ def test_baselines_are_seeded_gaussians_of_the_right_shape():
     assert random_null_fraction(2048, 512) == 0.75
     with pytest.raises(ValueError):
         random_null_fraction(4, 5)
+
+
+def test_neuron_frac_max_is_the_signed_max_over_the_l1_norm(gen):
+    """Neel's scratch.py F22 "Neuron Frac Max": max_j w_j / sum_j |w_j| (a signed max, an L1 share)."""
+    w = torch.tensor([[3.0, -1.0, 0.0, 0.0], [-4.0, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0], [-1.0, -1.0, -2.0, 0.0]])
+    out = neuron_frac_max(w)
+    np.testing.assert_allclose(out[[0, 1, 3]].numpy(), [0.75, 0.2, 0.0])  # a large negative entry does not count
+    assert torch.isnan(out[2])  # zero row
+    x = torch.randn(50, 33, generator=gen)
+    naive = [row.max().item() / row.abs().sum().item() for row in x]
+    np.testing.assert_allclose(neuron_frac_max(x).numpy(), naive, rtol=1e-6)
+    np.testing.assert_allclose(neuron_frac_max(7.0 * x).numpy(), neuron_frac_max(x).numpy(), rtol=1e-6)  # scale-free
+    one_hot = torch.eye(5)
+    np.testing.assert_allclose(neuron_frac_max(one_hot).numpy(), 1.0)  # the 1-sparse extreme

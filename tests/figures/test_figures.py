@@ -53,13 +53,15 @@ def vline_xs(ax) -> list[float]:
 
 def test_f1_histogram_percent_threshold_and_source(rng):
     values = np.r_[rng.uniform(-6.5, -4.01, 30), rng.uniform(-3.9, -1, 70), np.nan]
-    ax = plot_frequency_histogram(values, bins=20, source="embedded demo (seed1)", ax=plt.figure().gca())
+    ax = plot_frequency_histogram(values, bins=20, rare_log10=-4.0, source="embedded demo (seed1)", ax=plt.figure().gca())
     assert len(ax.patches) == 20
     assert sum(p.get_height() for p in ax.patches) == pytest.approx(100.0)  # percent of the 100 finite latents
     assert vline_xs(ax) == [-4.0]
     assert legend_texts(ax) == ["freq < 1e-4: 30.0% of latents"]
     assert (ax.get_xlabel(), ax.get_ylabel()) == ("Freq (Log10)", "Percent of latents")
     assert "source: embedded demo (seed1)" in all_texts(ax)
+    no_threshold = plot_frequency_histogram(values, bins=20, source="s", ax=plt.figure().gca())
+    assert vline_xs(no_threshold) == [] and no_threshold.get_legend() is None  # thresholds come from the caller only
 
 
 def test_axes_contract_none_means_current_axes(rng):
@@ -154,9 +156,9 @@ def test_f3_scatter_identity_line_and_marginals(rng):
 def test_f6_loss_vs_floor_sorted_percent_lines():
     floors = np.array([0.0, -6.5, -4.0, -2.0])
     score = np.array([0.0, 0.92, 0.91, 0.5])
-    ax = plot_loss_vs_floor(
-        {"seed1 final": (floors, score), "seed1 ckpt": (floors, score * 0.9)}, source="s", ax=plt.figure().gca()
-    )
+    curves = {"seed1 final": (floors, score), "seed1 ckpt": (floors, score * 0.9)}
+    ax = plot_loss_vs_floor(curves, rare_log10=-3.5, source="s", ax=plt.figure().gca())
+    assert vline_xs(ax) == [-3.5] and legend_texts(ax)[2] == "rare threshold (10^-3.5)"
     np.testing.assert_allclose(ax.lines[0].get_xdata(), [-6.5, -4.0, -2.0, 0.0])
     np.testing.assert_allclose(ax.lines[0].get_ydata(), [92.0, 91.0, 50.0, 0.0])
     assert legend_texts(ax)[:2] == ["seed1 final", "seed1 ckpt"]
@@ -168,13 +170,17 @@ def test_f6_loss_vs_floor_sorted_percent_lines():
 def test_f7_rare_cosine_share_above_threshold_and_cross_seed_cosine():
     cos_a = np.r_[np.full(8, 0.99), 0.2, 0.5]
     cos_b = np.r_[np.full(3, 0.97), np.full(7, 0.1), np.nan]
-    ax = plot_rare_cosine({"seed1": cos_a, "seed2": cos_b}, direction_cos=0.9871, bins=20, source="s", ax=plt.figure().gca())
+    runs = {"seed1": cos_a, "seed2": cos_b}
+    ax = plot_rare_cosine(runs, direction_cos=0.9871, threshold=0.95, bins=20, source="s", ax=plt.figure().gca())
     steps = ax.patches
     assert len(steps) == 2
     assert legend_texts(ax) == ["seed1: n=10, 80.0% > 0.95", "seed2: n=10, 30.0% > 0.95"]
     assert "0.987" in ax.get_title()
     assert vline_xs(ax) == [0.95]
     assert box_medians(ax) == [(pytest.approx(np.median(cos_a)), 0.0), (pytest.approx(np.nanmedian(cos_b)), -1.0)]
+    ax = plot_rare_cosine(runs, threshold=0.5, bins=20, source="s", ax=plt.figure().gca())
+    assert vline_xs(ax) == [0.5] and legend_texts(ax)[0] == "seed1: n=10, 80.0% > 0.5"
+    assert vline_xs(plot_rare_cosine(runs, source="s", ax=plt.figure().gca())) == []
 
 
 def test_f8_projection_and_page():
@@ -197,7 +203,7 @@ def test_f18_encoder_decoder_cosine_median(rng):
 
 def test_f20_null_space_overlay_and_reference(rng):
     enc, dec = rng.uniform(0.6, 0.9, 30), rng.uniform(0.7, 0.8, 20)
-    ax = plot_null_space(enc, dec, bins=10, source="s", ax=plt.figure().gca())
+    ax = plot_null_space(enc, dec, bins=10, reference=0.75, source="s", ax=plt.figure().gca())
     heights = [p.get_height() for p in ax.patches]
     assert len(heights) == 20 and sum(heights[:10]) == 30 and sum(heights[10:]) == 20
     assert vline_xs(ax) == [0.75]
@@ -227,12 +233,22 @@ def test_f9_rare_scatter_per_run(rng):
         plot_rare_scatter({"a": np.ones(2)}, {"a": np.ones(3)}, source="s", ax=plt.figure().gca())
 
 
-def test_f19_singular_values_sorted_descending_log_scale():
-    ax = plot_singular_values(np.array([1.0, 5.0, 0.5]), source="s", ax=plt.figure().gca())
-    np.testing.assert_allclose(ax.lines[0].get_ydata(), [5.0, 1.0, 0.5])
-    assert ax.get_yscale() == "log"
-    ax = plot_singular_values(np.array([1.0, 0.0]), source="s", ax=plt.figure().gca())  # rank deficit: zero is drawable
-    assert ax.get_yscale() == "linear"
+def test_f19_singular_values_sorted_descending_log_scale_rank_marks():
+    """A planted centred 8 x 4 matrix: rank 3 = d_model - 1, its 4th singular value at rounding level, marked at 3 and 4."""
+    rng = np.random.default_rng(0)
+    W = rng.normal(size=(8, 4))
+    W -= W.mean(-1, keepdims=True)  # TransformerLens's centring of writing weights
+    S = np.linalg.svd(W, compute_uv=False)
+    ax = plot_singular_values(S[::-1], rank=3, centred=True, title="W_out", source="s", ax=plt.figure().gca())
+    np.testing.assert_allclose(ax.lines[0].get_xdata(), [1, 2, 3, 4])
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), S)  # descending, whatever the input order
+    assert S[3] < 1e-12 * S[0] and ax.get_yscale() == "log"
+    assert vline_xs(ax) == [3, 4]
+    assert legend_texts(ax) == ["4 singular values, numerical rank 3", "rank 3 = d_model - 1", "rank 4 = d_model"]
+    assert ax.get_title() == "W_out (centred: rank <= d_model - 1)"
+    ax = plot_singular_values(np.array([1.0, 0.0]), centred=False, source="s", ax=plt.figure().gca())
+    assert list(ax.lines[0].get_ydata()) == [1.0] and "1 exact zeros not drawn" in legend_texts(ax)[0]
+    assert ax.get_title().endswith("(not centred)")
 
 
 def test_training_curves_one_panel_per_metric_one_line_per_run():
@@ -259,9 +275,11 @@ def test_histograms_survive_empty_or_non_finite_input(empty):
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        ax = plot_frequency_histogram(empty, bins=5, source="s", ax=plt.figure().gca())
+        ax = plot_frequency_histogram(empty, bins=5, rare_log10=-4.0, source="s", ax=plt.figure().gca())
         assert legend_texts(ax) == ["freq < 1e-4: nan% of latents"]
         assert plot_rare_cosine({"seed1": empty}, source="s", ax=plt.figure().gca()).get_legend() is not None
         assert plot_enc_dec_cosine(empty, source="s", ax=plt.figure().gca()).get_legend() is None
-        assert legend_texts(plot_null_space(empty, empty, source="s", ax=plt.figure().gca()))[0] == "encoder (n=0)"
+        assert (
+            legend_texts(plot_null_space(empty, empty, reference=0.75, source="s", ax=plt.figure().gca()))[0] == "encoder (n=0)"
+        )
         plot_freq_vs_freq(empty, empty, label_a="a", label_b="b", source="s")

@@ -34,7 +34,9 @@ def test_f15_marker_counts_per_class_baseline_and_thresholds(rng):
     classes = np.array(["dense"] * 6 + ["1-sparse"] * 3 + ["10-sparse"] * 1)
     top1, next9 = rng.uniform(0, 1, 10), rng.uniform(0, 0.5, 10)
     baseline = (rng.uniform(0, 0.05, 7), rng.uniform(0, 0.05, 7))
-    fig = plot_top_vs_next9(top1, next9, classes=classes, baseline=baseline, source="embedded demo (seed1)")
+    fig = plot_top_vs_next9(
+        top1, next9, classes=classes, baseline=baseline, thresholds=(0.35, 0.1), source="embedded demo (seed1)"
+    )
     joint = joint_of(fig)
     counts = {c.get_label().split(" ")[0]: len(c.get_offsets()) for c in joint.collections}
     assert counts == {"Gaussian": 7, "1-sparse": 3, "10-sparse": 1, "dense": 6}
@@ -46,6 +48,8 @@ def test_f15_marker_counts_per_class_baseline_and_thresholds(rng):
     assert [ln.get_xdata()[0] for ln in joint.lines] == [0.35, 0] and joint.lines[1].get_ydata()[0] == 0.1
     assert fig.get_suptitle() == "Fraction of Squared Decoder Sum Explained by Top Neuron vs Next 9 Neurons"
     assert "source: embedded demo (seed1)" in all_texts(fig)
+    unmarked = joint_of(plot_top_vs_next9(top1, next9, classes=classes, source="s"))
+    assert len(unmarked.lines) == 0  # the 1-sparse lines come from the caller only
 
 
 def test_f13_encoder_title_and_no_classes(rng):
@@ -192,7 +196,9 @@ def test_f14_encoder_vs_decoder_top1(rng):
 def test_f22_groups_split_by_commonness(rng):
     values = np.r_[rng.normal(10, 1, 6), rng.normal(0, 1, 4)]
     common = np.r_[np.ones(6, bool), np.zeros(4, bool)]
-    ax = plot_by_commonness(values, common, name="Neuron Kurtosis", bins=8, source="s", ax=plt.figure().gca())
+    ax = plot_by_commonness(
+        values, common, name="Neuron Kurtosis", bins=8, common_label="freq > 10^-3.5", source="s", ax=plt.figure().gca()
+    )
     heights = [p.get_height() for p in ax.patches]
     assert sum(heights[:8]) == pytest.approx(100.0) and sum(heights[8:]) == pytest.approx(100.0)  # percent within each group
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["freq > 10^-3.5 (n=6)", "rest (n=4)"]

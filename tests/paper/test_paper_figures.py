@@ -203,7 +203,6 @@ def test_hub_source_maps_checkpoints_to_tokens(tmp_path, monkeypatch):
     assert [n for _, n in loaded] == ["run1", "run2", "9", "12", "15", "18", "21", "22", "25"]
 
 
-
 def test_hub_source_downloads_eval_tokens_without_a_tokens_file(monkeypatch):
     """Without --tokens-file the Hub source asks sae_analysis.io for c4-code sequences, with gelu-1l's BOS id."""
     smoke = sources.load_smoke(pf.parse_args(["--smoke"]))
@@ -228,6 +227,7 @@ def test_hub_source_downloads_eval_tokens_without_a_tokens_file(monkeypatch):
     with pytest.raises(sources.Skip, match="--tokens-file"):
         sources.load_hub(pf.parse_args(["--source", "hub"]))
 
+
 def _fake_demo(root: Path) -> None:
     """A demo folder in the layout of sae_analysis/io/demo_paths.py (model, seed1/2 native SAEs, metrics.jsonl, freq/),
     with a tiny byte-level model and random SAEs: the demo code path without the real (large, slow-to-build) suite."""
@@ -238,8 +238,18 @@ def _fake_demo(root: Path) -> None:
     from sae_analysis.io import save_model, save_sae
     from sae_analysis.io.runs import MetricsWriter, write_frequency_snapshot
 
-    cfg = HookedTransformerConfig(n_layers=1, d_model=16, d_mlp=32, n_heads=2, d_head=8, n_ctx=128, d_vocab=257, act_fn="gelu",
-                                  normalization_type="LN", seed=0)
+    cfg = HookedTransformerConfig(
+        n_layers=1,
+        d_model=16,
+        d_mlp=32,
+        n_heads=2,
+        d_head=8,
+        n_ctx=128,
+        d_vocab=257,
+        act_fn="gelu",
+        normalization_type="LN",
+        seed=0,
+    )
     save_model(HookedTransformer(cfg), root / "model")
     for seed in (1, 2):
         torch.manual_seed(seed)
@@ -279,3 +289,100 @@ def test_missing_source_is_one_clear_error(tmp_path, monkeypatch, capsys):
     assert pf.main(["--source", "demo", "--out", str(tmp_path)]) == 2
     assert "no usable source: the demo model is not installed" in capsys.readouterr().err
     assert not (tmp_path / "results.json").exists()
+
+
+def _smoke_ctx(out: Path):
+    from paper.context import Context
+
+    return Context(pf.parse_args(["--smoke", "--out", str(out)]))
+
+
+def test_thresholds_come_from_sae_analysis_at_draw_time(smoke_out, monkeypatch):
+    """Item 7 of #12: figures/ holds no copy of a threshold; changing the library constant moves what is drawn."""
+    import matplotlib.pyplot as plt
+
+    from sae_analysis import metrics, sparsity, ulf
+    from sae_analysis.sparsity import SparsityThresholds
+
+    def vlines(fig):
+        return [float(ln.get_xdata()[0]) for ax in fig.axes for ln in ax.lines if len(set(np.ravel(ln.get_xdata()))) == 1]
+
+    ctx = _smoke_ctx(smoke_out)
+    assert vlines(pf.f01_frequency_histogram(ctx)) == [-4.0]
+    assert 0.95 in vlines(pf.FIGURES["f10_rare_cos_vs_freq"](ctx))
+    monkeypatch.setattr(metrics, "RARE_FREQ", 1e-3)
+    monkeypatch.setattr(ulf, "ULF_COS_THRESHOLD", 0.8)
+    monkeypatch.setattr(metrics, "COMMON_FREQ", 1e-2)
+    fig = pf.f01_frequency_histogram(ctx)
+    assert vlines(fig) == [-3.0] and fig.axes[0].get_legend().get_texts()[0].get_text().startswith("freq < 1e-3")
+    assert -3.0 in vlines(pf.f06_loss_vs_floor(ctx))
+    assert 0.8 in vlines(pf.FIGURES["f10_rare_cos_vs_freq"](ctx)) and 0.8 in vlines(pf.f07_rare_directions(ctx))
+    monkeypatch.setattr(sparsity, "SparsityThresholds", lambda: SparsityThresholds(top_1=0.5, next_9=0.2))
+    joint = next(ax for ax in pf.FIGURES["f15_decoder_top_vs_next9"](ctx).axes if ax.get_xlabel().startswith("Frac"))
+    assert [ln.get_xdata()[0] for ln in joint.lines] == [0.5, 0] and joint.lines[1].get_ydata()[0] == 0.2
+    f21 = pf.f21_bias_norm_vs_freq(ctx)
+    assert any(t.get_text().startswith("freq < 1e-2") for ax in f21.axes for t in ax.get_legend().get_texts())
+    plt.close("all")
+
+
+def test_f11_writes_a_self_contained_html_page_beside_the_figure(smoke_out):
+    status = json.loads((smoke_out / "results.json").read_text())["figures"]["f11_rare_direction_tokens"]
+    assert status["files"] == ["f11_rare_direction_tokens.png", "f11_rare_direction_tokens.html"]
+    page = (smoke_out / "f11_rare_direction_tokens.html").read_text(encoding="utf-8")
+    assert page.startswith("<!DOCTYPE html>") and "<script" not in page and "http" not in page
+    assert page.count('class="tok"') > 0 and "source: synthetic smoke checkpoints (seed1)" in page
+
+
+def test_f11_contexts_are_the_sequences_of_largest_projection(smoke_out):
+    from paper.compute_inventory import RARE_CONTEXTS, rare_tokens
+
+    d = rare_tokens(_smoke_ctx(smoke_out), "seed1")
+    assert len(d["lengths"]) == RARE_CONTEXTS and int(d["n_rare"]) >= 64  # the planted rare cluster
+    starts = np.cumsum(np.r_[0, d["lengths"]])[:-1]
+    np.testing.assert_allclose(d["values"][starts + d["positions"]], d["max"])  # each window holds its sequence's max
+    assert list(d["max"]) == sorted(d["max"], reverse=True) and len(set(d["seqs"].tolist())) == RARE_CONTEXTS
+
+
+def test_f19_records_whether_w_out_is_centred(smoke_out):
+    from paper.compute_inventory import w_out_spectrum
+
+    s = w_out_spectrum(_smoke_ctx(smoke_out))  # the smoke model is a freshly initialised, unprocessed HookedTransformer
+    assert not bool(s["centred"]) and int(s["rank"]) == int(s["d_model"]) == len(s["singular_values"]) == 32
+
+
+@pytest.mark.parametrize(
+    "tokens, expected",
+    [
+        (np.array([(c - 8) * 122_880_000 for c in range(9, 25)] + [2_000_000_000]), {21: 12, 22: 13}),  # the Hub: exact
+        (np.r_[np.arange(1, 17) * 499_712, 8_494_080], {21: 13, 22: 14}),  # the demo's 17 snapshots: 7.0M, 7.5M vs 8.49M
+    ],
+)
+def test_f4_f5_snapshot_pairs_match_run1_fractions_of_training(monkeypatch, tokens, expected):
+    from paper import compute_inventory
+
+    monkeypatch.setattr(compute_inventory, "phase", lambda ctx: {"tokens": tokens})
+    for checkpoint, index in expected.items():
+        assert compute_inventory.snapshot_pair(None, checkpoint) == (index, len(tokens) - 1)
+
+
+def test_inventory_figures_draw_on_a_hub_kind_source(tmp_path, monkeypatch):
+    """#12's figures on the Hub path (loaders replaced by the smoke objects): F4/F5 pick checkpoints 21 / 22 vs 25 exactly."""
+    from paper.inventory import FIGURES as INVENTORY
+
+    smoke = sources.load_smoke(pf.parse_args(["--smoke"]))
+    monkeypatch.setattr(sources, "load_sae", lambda repo, name, **kw: smoke.saes["seed1" if name != "run2" else "seed2"])
+    monkeypatch.setattr(sources, "load_model", lambda name, **kw: smoke.model)
+    monkeypatch.setattr(smoke.model, "to_str_tokens", lambda ids: [f"t{i}" for i in ids], raising=False)
+    np.save(tmp_path / "tokens.npy", smoke.tokens.numpy())
+    out = tmp_path / "out"
+    argv = ["--source", "hub", "--tokens-file", str(tmp_path / "tokens.npy"), "--tokens", "256", "--out", str(out)]
+    assert pf.main(argv + ["--formats", "png", "--dpi", "30", "--only", *INVENTORY]) == 0
+    statuses = json.loads((out / "results.json").read_text())["figures"]
+    assert {n: s["status"] for n, s in statuses.items()} == {n: "drawn" for n in INVENTORY}
+    from paper.compute_inventory import snapshot_pair
+    from paper.context import Context
+
+    ctx = Context(pf.parse_args(argv))
+    assert [snapshot_pair(ctx, c) for c in (21, 22)] == [(4, 6), (5, 6)]  # HUB_CHECKPOINTS 9..25: 21 and 22 vs 25
+    fig = pf.FIGURES["f04_freq_21_vs_25"](ctx)
+    assert [ax.get_xlabel() for ax in fig.axes if ax.get_xlabel()] == ["ckpt 21 (1.6B): Freq (Log10)"]
