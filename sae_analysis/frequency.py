@@ -11,7 +11,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from sae_analysis.activations import hook_activations, token_batches
-from sae_analysis.metrics import firing_counts
+from sae_analysis.metrics import SPARSITY_EPS, firing_counts, freq_from_log10
 from sae_analysis.sae import SAE
 
 if TYPE_CHECKING:
@@ -79,14 +79,21 @@ def latent_frequencies(
     return frequencies_from_activations(sae, acts, source="model")
 
 
-def frequencies_from_log10(log10_density: Float[Tensor, " d_sae"], source: str) -> FrequencyResult:
-    """Wrap a stored per-latent log10 density (SAELens sparsity.safetensors, or a training snapshot) as a FrequencyResult.
+def stored_log10_density(freq: Float[Tensor, " d_sae"]) -> Float[Tensor, " d_sae"]:
+    """The per-latent log10 density a checkpoint stores (SAELens's sparsity.safetensors convention): float32
+    log10(freq + SPARSITY_EPS), computed in float64 so that a dead latent is stored as exactly -10."""
+    return torch.log10(freq.double() + SPARSITY_EPS).float()
 
-    Dead latents stored as -inf (or very negative) become frequency 0. Non-finite values other than -inf are rejected.
-    """
+
+def frequencies_from_log10(
+    log10_density: Float[Tensor, " d_sae"], source: str, *, eps: float = SPARSITY_EPS
+) -> FrequencyResult:
+    """Wrap a stored per-latent log10 density log10(freq + eps) as a FrequencyResult (eps: SAELens's and our
+    sparsity.safetensors offset, 1e-10). The offset is subtracted again, so a stored dead latent (log10(eps) = -10, or
+    -inf) comes back as frequency exactly 0. NaN and +inf are rejected."""
     d = log10_density.double()
     if torch.isnan(d).any() or torch.isposinf(d).any():
         raise ValueError(f"stored log10 densities from {source} contain NaN or +inf")
-    freq = torch.pow(10.0, d)
+    freq = freq_from_log10(d, eps)
     counts = torch.full(freq.shape, -1, dtype=torch.int64)
     return FrequencyResult(freq, counts, 0, float(freq.sum()), f"stored: {source}")

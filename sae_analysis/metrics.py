@@ -17,6 +17,13 @@ NEEL_RESAMPLE_FREQ = 10**-5.5
 """Resampling threshold of Neel's train.py: latents with freq < 10^-5.5 are re-initialised (REPLICATION.md §7.1)."""
 LOG_FREQ_EPS = 10**-6.5
 """Offset of the log-frequency plots: log10(freq + 10^-6.5), so dead latents sit at -6.5 (REPLICATION.md §10)."""
+SPARSITY_EPS = 1e-10
+"""Offset of a stored log10 density (SAELens's sparsity.safetensors, and ours): log10(freq + 1e-10), so a dead latent is
+stored as -10. Readers subtract it again (`freq_from_log10`); a plain 10**d would turn a dead latent into 1e-10."""
+ROUNDING_TOLERANCE = 1e-4
+"""Relative tolerance, in units of the offset, below which `freq_from_log10` returns exactly 0: a float32 log10 carries an
+absolute error of a few 1e-7 (≈ 2e-6 relative after 10**d), so a dead latent comes back within ~1e-5 of the offset. No
+resolvable frequency is that small (it would take ~1e14 tokens at SPARSITY_EPS, ~3e10 at LOG_FREQ_EPS)."""
 LOGGED_THRESHOLDS = (1e-5, 1e-6)
 """Frequencies below which Neel's training logs count latents ('below_1e-5', 'below_1e-6')."""
 
@@ -46,6 +53,16 @@ def log10_freq(freq: ArrayT, eps: float = LOG_FREQ_EPS) -> ArrayT:
     if isinstance(freq, Tensor):
         return torch.log10(freq.double() + eps)
     return np.log10(np.asarray(freq, dtype=np.float64) + eps)
+
+
+def freq_from_log10(stored: ArrayT, eps: float) -> ArrayT:
+    """Inverse of log10(freq + eps), in float64: max(10**stored - eps, 0), and exactly 0 where the difference is within
+    `ROUNDING_TOLERANCE * eps` (the rounding of a stored dead latent). -inf (never fired, eps = 0) gives 0."""
+    if isinstance(stored, Tensor):
+        freq = torch.pow(10.0, stored.double()) - eps
+        return torch.where(freq > ROUNDING_TOLERANCE * eps, freq, torch.zeros_like(freq))
+    freq = np.power(10.0, np.asarray(stored, dtype=np.float64)) - eps
+    return np.where(freq > ROUNDING_TOLERANCE * eps, freq, 0.0)
 
 
 def frequency_fractions(freq: Float[Tensor, " d_sae"]) -> dict[str, float]:

@@ -26,7 +26,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from sae_analysis.frequency import FrequencyResult
-from sae_analysis.metrics import LOG_FREQ_EPS, RARE_FREQ, log10_freq
+from sae_analysis.metrics import LOG_FREQ_EPS, RARE_FREQ, freq_from_log10, log10_freq
 
 
 class FrequencySnapshots(NamedTuple):
@@ -56,15 +56,16 @@ def snapshots_from_log10(
 ) -> FrequencySnapshots:
     """Snapshots from stored log10 frequencies (e.g. a training log's float16 snapshots); -inf means never fired.
 
-    Values are log10(freq + eps): eps = 0 for plain log10 densities (SAELens's sparsity.safetensors), eps = LOG_FREQ_EPS
-    for values stored in the plotted convention log10(freq + 10^-6.5). freq = max(10**value - eps, 0).
+    Values are log10(freq + eps): eps = SPARSITY_EPS (1e-10) for stored densities (SAELens's sparsity.safetensors),
+    eps = LOG_FREQ_EPS for values stored in the plotted convention log10(freq + 10^-6.5), eps = 0 for plain log10
+    frequencies. freq = `metrics.freq_from_log10` (a stored dead latent comes back as exactly 0).
     """
     lf = torch.as_tensor(np.asarray(log10_freq), dtype=torch.float64)
     if lf.ndim != 2 or lf.shape[0] != len(tokens):
         raise ValueError(f"need log10 frequencies of shape [n_snap={len(tokens)}, d_sae], got {tuple(lf.shape)}")
     t = torch.as_tensor(np.asarray(tokens), dtype=torch.int64)
     order = torch.argsort(t)
-    return FrequencySnapshots(t[order], (torch.pow(10.0, lf[order]) - eps).clamp_min(0.0), source)
+    return FrequencySnapshots(t[order], freq_from_log10(lf[order], eps), source)
 
 
 class LogFreqHistogram(NamedTuple):

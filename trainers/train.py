@@ -27,7 +27,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from sae_analysis import SAE
-from sae_analysis.frequency import FrequencyResult
+from sae_analysis.frequency import FrequencyResult, stored_log10_density
 from sae_analysis.metrics import explained_variance, frequency_fractions, l0, log10_freq
 from trainers import checkpoint as ckpt
 from trainers.buffer import MixingBuffer
@@ -210,7 +210,7 @@ class Trainer:
 
     def _save_sae(self, folder: Path) -> None:
         freq = self._checkpoint_frequencies()
-        self.sae.log10_density = torch.log10(freq.freq.float() + 1e-10)  # SAELens's sparsity convention
+        self.sae.log10_density = stored_log10_density(freq.freq)  # SAELens's sparsity convention
         ckpt.save_native(self.sae, folder, self.cfg.to_dict())
         write_frequency_snapshot(self.out_dir, self.tokens, log10_freq(freq.freq).numpy())
         self.writer.write("checkpoint", step=self.step, tokens=self.tokens, path=str(folder), freq_source=freq.source)
