@@ -37,11 +37,14 @@ def nonrare(t: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def frequencies(ctx: Context, run: str) -> FrequencyResult:
-    """`FrequencyResult` of a run's final SAE on the source's tokens (§8 get_freqs)."""
+    """`FrequencyResult` of a run's final SAE: stored with it on a recorded token count (the demo: the whole held-out
+    split), unless --tokens asks for a count on the source's tokens (§8 get_freqs)."""
 
     def compute() -> dict[str, Any]:
         src = ctx.source
-        r = latent_frequencies(src.model, src.saes[run], src.tokens, batch_size=ctx.setting("batch_size"), progress=True)
+        r = None if ctx.args.tokens else src.stored_freq.get(run)
+        if r is None:
+            r = latent_frequencies(src.model, src.saes[run], src.tokens, batch_size=ctx.setting("batch_size"), progress=True)
         return {"freq": r.freq.numpy(), "counts": r.counts.numpy(), "n_tokens": r.n_tokens, "l0": r.l0, "source": r.source}
 
     d = ctx.cache.arrays(f"freq_{run}", compute)
