@@ -68,7 +68,7 @@ def exhaustion_panels(runs: dict[str, dict[str, Any]], control: tuple[np.ndarray
     ulf, dead, hists = {}, {}, {}
     if control is not None:
         tokens, log10 = control
-        keep = np.asarray(tokens) <= end
+        keep = np.asarray(tokens) <= 1.01 * end  # a control snapshot a few steps past the runs still counts
         u, d, _ = _shares(np.asarray(tokens)[keep], np.asarray(log10)[keep])
         ulf[control_name], dead[control_name] = (np.asarray(tokens)[keep], u), (np.asarray(tokens)[keep], d)
     edges = None
