@@ -44,6 +44,7 @@ from paper.compute import (
     training_curves,
 )
 from paper.context import Context
+from paper.exhaustion import exhaustion_panels, planted_exhaustion_runs, read_exhaustion_runs
 from paper.inventory import FIGURES as INVENTORY
 from paper.plotting import single as _single
 from paper.plotting import thresholds
@@ -191,6 +192,27 @@ def _case_page(ctx: Context, which: int) -> Any:
     return F.plot_case_study(study, source=ctx.label(run))
 
 
+def x_data_exhaustion(ctx: Context) -> Any:
+    """REPLICATION.md §6.2 tested at demo scale: end_of_data freeze / wrap / stop after a short slice of the train split,
+    from committed snapshots (paper/data/demo_exhaustion), beside the committed seed1 on fresh data. Smoke: planted runs."""
+    kind = ctx.info["kind"]
+    if kind not in ("demo", "smoke"):
+        raise Skip("the data-exhaustion runs exist for the demo model only (research/demo_sweep.py, rows exhaust_*)")
+    runs = planted_exhaustion_runs() if kind == "smoke" else read_exhaustion_runs()
+    if not runs:
+        raise Skip("no committed data-exhaustion snapshots in paper/data/demo_exhaustion")
+    control = None
+    if kind == "demo":
+        p = phase(ctx)
+        control = (p["tokens"], p["log10_freq"])
+    e = exhaustion_panels(runs, control, f"fresh data ({ctx.runs()[0]})")
+    return F.plot_data_exhaustion(
+        e["ulf"], e["dead"], e["histograms"], edges=e["edges"], exhausted_tokens=e["exhausted_tokens"],
+        resample_tokens=e["resample_tokens"], dead_label=f"0 firings in {e['snapshot_tokens']:,} held-out tokens",
+        source=f"{ctx.label()}; {F.style.tokens_text(e['slice_tokens'])}-token training slice",
+    )  # fmt: skip
+
+
 def w_training_curves(ctx: Context) -> Any:
     return F.plot_training_curves(training_curves(ctx), source=ctx.label())
 
@@ -210,6 +232,7 @@ _FIGURES: dict[str, Callable[[Context], Any]] = {
     "f23a_case_study": lambda ctx: _case_page(ctx, 0),
     "f23b_case_study": lambda ctx: _case_page(ctx, 1),
     "w_training_curves": w_training_curves,
+    "x_data_exhaustion": x_data_exhaustion,
 }
 FIGURES: dict[str, Callable[[Context], Any]] = dict(sorted((_FIGURES | INVENTORY).items()))
 """Figure name -> function(Context) -> matplotlib Figure, or (Figure, {extension: text}) when the figure comes with a
@@ -225,7 +248,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--source", choices=("auto", "demo", "hub"), default="auto", help="where checkpoints come from (default auto)")
     p.add_argument("--out", default="out", help="output folder (default out/)")
     p.add_argument("--only", nargs="+", metavar="NAME", choices=list(FIGURES), help="draw only these figures")
-    p.add_argument("--tokens", type=int, default=None, help="tokens for frequencies (default: demo 65536, hub 1638400)")
+    p.add_argument("--tokens", type=int, default=None,
+                   help="count frequencies on this many tokens (default: demo: use those stored with its SAEs, counted on "
+                        "the whole held-out split; else 65536; hub 1638400)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
     p.add_argument("--smoke", action="store_true", help="every figure on synthetic checkpoints (fast; CI)")
     p.add_argument("--cache-dir", default=None, help="cache folder (default OUT/cache)")

@@ -6,6 +6,7 @@ functions take `fig=None` (a new Figure) and return it. Every function takes `so
 """
 
 from figures.case_study import CaseStudy, plot_case_study, plot_logit_effect, plot_neuron_weights, plot_top_contexts
+from figures.exhaustion import plot_data_exhaustion
 from figures.frequency import (
     plot_freq_vs_freq,
     plot_frequency_histogram,
@@ -42,6 +43,7 @@ __all__ = [
     "plot_by_commonness",
     "plot_commonness_page",
     "plot_case_study",
+    "plot_data_exhaustion",
     "plot_enc_dec_cosine",
     "plot_enc_vs_dec_top1",
     "plot_freq_vs_freq",

@@ -39,10 +39,14 @@ def nonrare(t: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def frequencies(ctx: Context, run: str) -> FrequencyResult:
-    """`FrequencyResult` of a run's final SAE on the source's tokens (§8 get_freqs)."""
+    """`FrequencyResult` of a run's final SAE: stored with it on a recorded token count (the demo: the whole held-out
+    split), unless --tokens asks for a count on the source's tokens (§8 get_freqs)."""
 
     def compute() -> dict[str, Any]:
         src = ctx.source
+        r = None if ctx.args.tokens else src.stored_freq.get(run)
+        if r is not None:  # counted at build time on the whole held-out split (no per-block counts stored)
+            return {"freq": r.freq.numpy(), "counts": r.counts.numpy(), "n_tokens": r.n_tokens, "l0": r.l0, "source": r.source}
         r = latent_frequencies(src.model, src.saes[run], src.tokens, batch_size=ctx.setting("batch_size"), progress=True)
         return {"freq": r.freq.numpy(), "counts": r.counts.numpy(), "n_tokens": r.n_tokens, "l0": r.l0, "source": r.source,
                 "block_counts": r.block_counts.numpy(), "block_tokens": r.block_tokens.numpy()}  # fmt: skip

@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 
 from sae_analysis import SAE, SAEConfig
-from sae_analysis.frequency import latent_frequencies
+from sae_analysis.frequency import FrequencyResult, frequencies_from_log10, latent_frequencies
 from sae_analysis.io import SAELoadError, demo_dir, load_model, load_sae
 from sae_analysis.io.demo import BOS_TOKEN, demo_tokens
 from sae_analysis.io.runs import read_frequency_snapshots, read_metrics
@@ -68,6 +68,8 @@ class Source:
     snapshots: Callable[[], tuple[np.ndarray, np.ndarray]] | None = None
     train_logs: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
+    stored_freq: dict[str, FrequencyResult] = field(default_factory=dict)
+    """Per run: frequencies stored with the SAE on a recorded token count (used unless --tokens is given)."""
 
 
 def setting(args: argparse.Namespace, kind: str, name: str) -> int:
@@ -91,6 +93,20 @@ def _meta(sae: Any) -> dict[str, Any]:
     return {k: str(v) for k, v in sae.meta.items() if k in keep and v is not None} | {"d_sae": sae.cfg.d_sae, "seed": seed}
 
 
+def stored_demo_frequencies(saes: dict[str, SAE], manifest: dict[str, Any]) -> dict[str, FrequencyResult]:
+    """Per run: the frequencies the demo build stored in sparsity.safetensors, counted on the whole held-out split, with
+    the token count its manifest records (`trainers.demo.sparsity`). Runs without both are left out (counted on the
+    source's tokens instead)."""
+    out = {}
+    for run, sae in saes.items():
+        n = int((((manifest.get("saes") or {}).get(run) or {}).get("sparsity") or {}).get("n_tokens") or 0)
+        if sae.log10_density is None or n <= 0:
+            continue
+        what = f"{run}/sparsity.safetensors, {n:,} held-out tokens (resolves >= 1/{n:,} = {1 / n:.1e})"
+        out[run] = frequencies_from_log10(sae.log10_density.cpu(), what)._replace(n_tokens=n, source=f"stored: {what}")
+    return out
+
+
 def load_demo(args: argparse.Namespace) -> Source:
     root, runs = demo_dir(), RUNS["demo"]
     manifest = json.loads((root / "manifest.json").read_text()) if (root / "manifest.json").exists() else {}
@@ -100,7 +116,8 @@ def load_demo(args: argparse.Namespace) -> Source:
     prov = {"demo_manifest": manifest, **{r: _meta(s) for r, s in saes.items()}}
     model = load_model("demo", device=args.device)
     snapshots = partial(read_frequency_snapshots, root / runs[0])  # read only when F2 misses the cache
-    return Source("demo", "embedded demo", model, saes, tokens, _byte_decode, snapshots, logs, prov)
+    stored = stored_demo_frequencies(saes, manifest)
+    return Source("demo", "embedded demo", model, saes, tokens, _byte_decode, snapshots, logs, prov, stored)
 
 
 def load_hub(args: argparse.Namespace) -> Source:

@@ -137,6 +137,14 @@ def config_to_saelens(sae: SAE) -> dict[str, Any]:
     return raw
 
 
+def write_log10_density(folder: str | Path, log10_density: Tensor) -> Path:
+    """Write (atomically) `folder/sparsity.safetensors` = {"sparsity": float32 [d_sae]}, the per-latent log10 density
+    (`sae_analysis.frequency.stored_log10_density`); returns the file."""
+    path = Path(folder) / SPARSITY_FILE
+    write_safetensors(path, {"sparsity": log10_density.detach().float().cpu().contiguous()})
+    return path
+
+
 def save_sae(sae: SAE, path: str | Path) -> Path:
     """Write `sae` in the native (SAELens) layout into folder `path`; returns the folder.
 
@@ -151,7 +159,7 @@ def save_sae(sae: SAE, path: str | Path) -> Path:
         tensors["threshold"] = sae.threshold
     write_safetensors(folder / WEIGHTS_FILE, tensors)
     if sae.log10_density is not None:
-        write_safetensors(folder / SPARSITY_FILE, {"sparsity": sae.log10_density.float()})
+        write_log10_density(folder, sae.log10_density)
     else:
         (folder / SPARSITY_FILE).unlink(missing_ok=True)
     write_json(folder / CFG_FILE, config_to_saelens(sae))
@@ -159,4 +167,4 @@ def save_sae(sae: SAE, path: str | Path) -> Path:
 
 
 __all__ = ["CFG_FILE", "WEIGHTS_FILE", "SPARSITY_FILE", "config_from_saelens", "config_to_saelens", "load_saelens",
-           "read_log10_density", "save_sae"]  # fmt: skip
+           "read_log10_density", "save_sae", "write_log10_density"]  # fmt: skip

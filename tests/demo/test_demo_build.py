@@ -112,3 +112,24 @@ def test_finished_run_verdict():
     assert finished_run_verdict(longer, base) == "retrain"  # cannot shorten a finished run
     assert finished_run_verdict(base, dataclasses.replace(base, l1_coeff=2e-3)) == "retrain"
     assert finished_run_verdict(base, dataclasses.replace(longer, lr=1e-4)) == "retrain"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_export_stores_held_out_frequencies_with_their_token_count(quick_build):
+    """Each seed's sparsity.safetensors is a recount on the held-out tokens the manifest names: same dead latents, same
+    frequencies up to float32 rounding of the stored log10 density."""
+    from sae_analysis.frequency import frequencies_from_log10, latent_frequencies
+
+    root, manifest = quick_build
+    model, cfg = load_model(root / "demo" / "model"), quick_config()
+    tokens = demo_tokens("eval", cfg.n_metric_seqs, seq_len=cfg.lm.n_ctx)  # the quick build's small held-out sample
+    for name in ("seed1", "seed2"):
+        record = manifest["saes"][name]["sparsity"]
+        assert record["n_tokens"] == tokens.numel() and record["min_resolvable_freq"] == 1 / tokens.numel()
+        sae = load_sae(root / "demo" / name, dtype=torch.float32)
+        recount = latent_frequencies(model, sae, tokens)
+        stored = frequencies_from_log10(sae.log10_density, name)
+        assert torch.equal(stored.freq == 0, recount.counts == 0)
+        assert torch.allclose(stored.freq, recount.freq, rtol=1e-5, atol=0)
+        assert record["frac_dead"] == float((recount.counts == 0).double().mean())

@@ -59,3 +59,23 @@ def test_headline_metrics_hold_on_a_fresh_sample(manifest):
             l0 = float((sae.encode(cache["blocks.0.mlp.hook_post"]) > 0).sum(-1).float().mean())
         assert rec.score_zero > 0.7 and 3 <= l0 <= 40
         assert abs(rec.score_zero - manifest["saes"][name]["metrics"]["recons_score_zero"]) < 0.05
+
+
+def test_stored_frequencies_resolve_below_1e6_and_feed_the_paper_source(manifest):
+    """sparsity.safetensors of each seed rests on >= 2^20 held-out tokens (issue #13), the manifest says how many, and the
+    demo source of paper_figures.py reads them with that count: its dead / below-1e-6 fractions are the manifest's."""
+    from paper.sources import stored_demo_frequencies
+    from sae_analysis.metrics import frequency_fractions
+
+    saes = {name: load_sae("demo", name) for name in ("seed1", "seed2")}
+    stored = stored_demo_frequencies(saes, manifest)
+    assert set(stored) == {"seed1", "seed2"}
+    for name, freq in stored.items():
+        record = manifest["saes"][name]["sparsity"]
+        assert record["n_tokens"] >= 2**20 and record["min_resolvable_freq"] == 1 / record["n_tokens"] < 1e-6
+        assert freq.n_tokens == record["n_tokens"] and f"{record['n_tokens']:,}" in freq.source
+        fractions = frequency_fractions(freq.freq)
+        assert fractions["frac_dead"] == pytest.approx(record["frac_dead"], abs=0.5 / 4096)  # dead latents stay dead
+        assert fractions["frac_below_1e-6"] == pytest.approx(record["frac_below_1e-6"], abs=0.5 / 4096)
+        assert freq.l0 == pytest.approx(record["l0"], rel=1e-4)
+    assert manifest["headline"]["sparsity_tokens"] >= 2**20

@@ -3,6 +3,7 @@
     <out>/manifest.json
     <out>/model/                      config.json + model.safetensors        (sae_analysis.io.save_model)
     <out>/seed<N>/                    cfg.json + sae_weights.safetensors (fp16) + sparsity.safetensors + trainer_cfg.json
+                                      (sparsity: measured on the whole held-out split, `trainers.demo.sparsity`)
     <out>/seed<N>/checkpoints/<tokens>/   intermediate SAEs, fp16, same native layout (only with BuildConfig.keep_fractions)
     <out>/seed<N>/metrics.jsonl       the trainer's log (train / eval / resample / checkpoint events)
     <out>/seed<N>/freq/<tokens>.npy   per-latent log10(freq + 10^-6.5) snapshot at every checkpoint (float16)
@@ -36,6 +37,7 @@ from sae_analysis.io.readers import replace_folder, write_json
 from sae_analysis.metrics import RARE_FREQ, explained_variance, frequency_fractions
 from sae_analysis.reconstruction import reconstruction_losses
 from trainers.demo.config import seed_config
+from trainers.demo.sparsity import MIN_SPARSITY_TOKENS, headline_sparsity, heldout_tokens, measure_and_store
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +157,8 @@ def export_suite(cfg: Any, model: HookedTransformer, lm_metrics: dict[str, Any],
     shutil.rmtree(new, ignore_errors=True)
     save_model(model, new / "model")
     eval_tokens = _metric_tokens(cfg)
+    heldout = _metric_tokens(cfg) if cfg.quick else heldout_tokens(cfg.lm.n_ctx)  # quick: a tiny sample, CI only
+    min_tokens = 1 if cfg.quick else MIN_SPARSITY_TOKENS
     saes: dict[str, Any] = {}
     for (name, run_dir), seed in zip(runs.items(), cfg.seeds):
         kept = export_run(run_dir, new / name, cfg.keep_fractions)
@@ -163,7 +167,8 @@ def export_suite(cfg: Any, model: HookedTransformer, lm_metrics: dict[str, Any],
         saes[name] = {"seed": seed, "train_tokens": tcfg.steps * tcfg.batch_size, "steps": tcfg.steps,
                       "checkpoints_exported": kept, "n_frequency_snapshots": len(list((new / name / "freq").glob("*.npy"))),
                       "d_in": sae.cfg.d_in, "d_sae": sae.cfg.d_sae, "training": training_summary(run_dir),
-                      "metrics": sae_metrics(model, sae, eval_tokens)}
+                      "metrics": sae_metrics(model, sae, eval_tokens),
+                      "sparsity": measure_and_store(model, new / name, heldout, min_tokens=min_tokens)}
         log.info("%s: %s", name, saes[name]["metrics"])
     manifest = _manifest(cfg, lm_metrics, saes)
     write_json(new / "manifest.json", manifest)
@@ -185,11 +190,11 @@ def _manifest(cfg: Any, lm_metrics: dict[str, Any], saes: dict[str, Any]) -> dic
     """The manifest dict: regeneration command, settings, seeds, token counts, environment, headline metrics."""
     per_seed = [s["metrics"] for s in saes.values()]
     mean = {k: sum(m[k] for m in per_seed) / len(per_seed) for k in ("recons_score_zero", "recons_score_mean", "l0",
-                                                                       "explained_variance", "frac_dead")}
+                                                                       "explained_variance")}
     headline = {
         "lm_eval_loss": round(lm_metrics["eval_loss"], 4), "bigram_eval_loss": round(lm_metrics["bigram_eval_loss"], 4),
         **{f"sae_mean_{k}": round(v, 4) for k, v in mean.items()}, "d_mlp": cfg.lm.d_mlp,
-        "d_sae": next(iter(saes.values()))["d_sae"],
+        "d_sae": next(iter(saes.values()))["d_sae"], **headline_sparsity(saes),
     }  # fmt: skip
     sae_cfg = {k: v for k, v in cfg.sae.to_dict().items() if k != "seed"}
     return {
