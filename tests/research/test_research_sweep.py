@@ -23,7 +23,7 @@ def test_every_row_is_a_valid_config_of_the_demo_recipe():
         changed = {k for k, v in cfg.to_dict().items() if base.to_dict()[k] != v and k != "seed"}
         assert changed <= set(row.changes), name  # nothing but the row's own changes differs
         if cfg.resample == "anthropic":
-            assert all(s <= cfg.steps for s in cfg.resample_steps), name
+            assert all(t <= cfg.num_tokens for t in cfg.resample_at_tokens), name
 
 
 @pytest.mark.parametrize("policy", ["freeze", "wrap", "stop"])
@@ -54,4 +54,4 @@ def test_first_repeat_matches_the_buffer(policy):
 def test_exhaustion_rows_run_out_mid_run():
     cfg = ROWS["exhaust_freeze"].config(1)
     exhausted = first_repeat_tokens(cfg, EXHAUST_SEQS * cfg.seq_len)
-    assert exhausted == 753_664 and cfg.resample_every * cfg.batch_size < exhausted < cfg.num_tokens / 2 + 65_536
+    assert exhausted == 753_664 and cfg.resample_every_tokens < exhausted < cfg.num_tokens / 2 + 65_536
