@@ -19,7 +19,7 @@ Resample = Literal["none", "kaiming", "anthropic"]
 ResampleLoss = Literal["l2", "loss"]
 BufferDtype = Literal["bfloat16", "float16", "float32"]
 Device = Literal["cpu", "cuda"]
-StepImpl = Literal["fused", "autograd"]
+StepImpl = Literal["fused", "sparse", "auto", "autograd"]
 
 NEEL_RESAMPLE_FREQ = 10**-5.5
 """Neel's resampling threshold (REPLICATION.md §7.1). Same value as `sae_analysis.metrics.NEEL_RESAMPLE_FREQ`."""
@@ -102,7 +102,9 @@ class TrainConfig:
     """Run the SAE step under bf16 autocast (parameters and optimizer stay fp32; uses the autograd step)."""
     step_impl: StepImpl = "fused"
     """'fused': hand-written forward/backward into reused memory (fp32 ReLU SAEs; same gradients as autograd, faster on
-    CPU); 'autograd': `SAE.forward(x).loss.backward()`. Other cases always use autograd."""
+    CPU); 'sparse': the same computed over the active (token, latent) pairs only (faster at low L0); 'auto': fused or sparse
+    per step on the measured activation density (`trainers.sparse_step`); 'autograd': `SAE.forward(x).loss.backward()`.
+    Other cases always use autograd."""
     device: Device = "cpu"
     """Where the SAE trains."""
 
