@@ -24,15 +24,17 @@ from sae_analysis import SAE, ForwardOutput
 from trainers.step import FusedStep
 
 SPARSE_CROSSOVER_DENSITY = 0.02
-"""Activation density (active pairs / (batch · d_sae)) below which `SparseStep` beats `FusedStep`. Measured with
-`bench/bench_sparse.py` on 2 CPU cores (torch 2.13, BENCHMARKS.md, "Sparse step"): the sparse step was faster at 1 %
-and slower at 10 % at both d_in 2048 → 16384 (batch 4096) and 512 → 4096 (batch 1024). To first order the crossover
-does not depend on the shape: the four replaced GEMMs cost 8 · B · d_in · d_sae / (GEMM rate) dense and
-8 · ρ · B · d_in · d_sae / (gather rate) sparse, so ρ* = gather rate / GEMM rate, a property of the machine. On a GPU
-(much faster GEMMs relative to gathers) the crossover is lower; it has not been measured there."""
+"""Activation density (active pairs / (batch · d_sae)) around which `SparseStep` and `FusedStep` cost the same, on the
+safe side of two measurements with `bench/bench_sparse.py` (2 CPU cores, torch 2.13, 2026-12-03; BENCHMARKS.md, "Sparse
+step"), by CPU time relative to the dense 5-GEMM bound: at d_in 2048 → 16384, batch 4096, sparse 1.47 at 3 % and 0.61
+at 10 % against fused 0.93 (crossover ≈ 6 %); at the demo shape 512 → 4096, batch 1024, sparse 0.55 at 3 % against
+fused 0.60 (crossover ≈ 3 %). Model: the four replaced GEMMs cost 8 · B · d_in · d_sae / (GEMM rate) dense and
+8 · ρ · B · d_in · d_sae / (gather rate) sparse, so ρ* ≈ gather rate / GEMM rate, a property of the machine, lowered at
+small d_in by the sparse step's own O(B · d_sae) passes (finding the active pairs), which do not shrink with d_in as the
+GEMMs do. On a GPU (faster GEMMs relative to gathers) the crossover is lower; it has not been measured there."""
 AUTO_HYSTERESIS = 1.5
-"""`AutoStep` goes sparse below crossover / 1.5 and back to dense above crossover × 1.5, so a density hovering near the
-crossover does not flip the implementation every step (both steps cost about the same there)."""
+"""`AutoStep` goes sparse below crossover / 1.5 (1.3 %) and back to dense above crossover × 1.5 (3 %), so a density
+hovering near the crossover does not flip the implementation every step (both steps cost about the same there)."""
 
 
 class SparseStep(FusedStep):
@@ -131,8 +133,13 @@ class AutoStep(SparseStep):
         else:
             out = FusedStep.forward_backward(self, sae, x)
             self.density = int(torch.count_nonzero(out.acts)) / max(out.acts.numel(), 1)
-        self.sparse = self.density < (self.high if self.sparse else self.low)
+        self.observe(self.density)
         return out
+
+    def observe(self, density: float) -> None:
+        """Choose the next step's implementation after a step of activation density `density`."""
+        self.density = density
+        self.sparse = density < (self.high if self.sparse else self.low)
 
     def state_dict(self) -> dict[str, bool]:
         """The mode of the next step (saved with the trainer state, so that a resumed run switches as the original)."""
