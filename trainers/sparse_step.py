@@ -132,7 +132,8 @@ class AutoStep(SparseStep):
             out = super().forward_backward(sae, x)
         else:
             out = FusedStep.forward_backward(self, sae, x)
-            self.density = int(torch.count_nonzero(out.acts)) / max(out.acts.numel(), 1)
+            alive = self._buffers["alive"]  # the fused step's [f > 0] mask (bool: a cheaper count than acts)
+            self.density = int(torch.count_nonzero(alive)) / max(alive.numel(), 1)
         self.observe(self.density)
         return out
 
