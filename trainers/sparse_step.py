@@ -26,8 +26,8 @@ from trainers.step import FusedStep
 SPARSE_CROSSOVER_DENSITY = 0.02
 """Activation density (active pairs / (batch · d_sae)) around which `SparseStep` and `FusedStep` cost the same, on the
 safe side of two measurements with `bench/bench_sparse.py` (2 CPU cores, torch 2.13, 2026-12-03; BENCHMARKS.md, "Sparse
-step"), by CPU time relative to the dense 5-GEMM bound: at d_in 2048 → 16384, batch 4096, sparse 1.47 at 3 % and 0.61
-at 10 % against fused 0.93 (crossover ≈ 6 %); at the demo shape 512 → 4096, batch 1024, sparse 0.55 at 3 % against
+step"), by CPU time relative to the dense 5-GEMM bound: at d_in 2048 → 16384, batch 4096, sparse 1.27 at 5 % and 0.67
+at 10 % against fused 0.94 (crossover ≈ 7 %); at the demo shape 512 → 4096, batch 1024, sparse 0.55 at 3 % against
 fused 0.60 (crossover ≈ 3 %). Model: the four replaced GEMMs cost 8 · B · d_in · d_sae / (GEMM rate) dense and
 8 · ρ · B · d_in · d_sae / (gather rate) sparse, so ρ* ≈ gather rate / GEMM rate, a property of the machine, lowered at
 small d_in by the sparse step's own O(B · d_sae) passes (finding the active pairs), which do not shrink with d_in as the
