@@ -27,7 +27,7 @@ from trainers.buffer import MixingBuffer
 from trainers.config import TrainConfig
 from trainers.memory import keep_freed_memory
 from trainers.source import TensorActivations
-from trainers.step import FusedStep
+from trainers.sparse_step import make_workspace
 from trainers.train import make_optimizer, train_step
 
 
@@ -70,7 +70,7 @@ def ours(cfg: TrainConfig, pool: torch.Tensor, steps: int, state: dict) -> dict:
         src = TensorActivations(pool, chunk=cfg.batch_size * 2, wrap=True)
         state["buffer"] = MixingBuffer(src, size=cfg.buffer_size, batch_size=cfg.batch_size,
                                        generator=torch.Generator().manual_seed(0), dtype=torch.bfloat16, end_of_data="wrap")
-        state["ws"] = FusedStep() if cfg.step_impl == "fused" else None
+        state["ws"] = make_workspace(cfg.step_impl)
         train_step(state["sae"], state["opt"], next(state["buffer"]), cfg, state["ws"])
     buf = state["buffer"]
     refill0, t, cpu = buf.refill_seconds, time.perf_counter(), time.process_time()

@@ -21,7 +21,7 @@ Resample = Literal["none", "kaiming", "anthropic"]
 ResampleLoss = Literal["l2", "loss"]
 BufferDtype = Literal["bfloat16", "float16", "float32"]
 Device = Literal["cpu", "cuda"]
-StepImpl = Literal["fused", "autograd"]
+StepImpl = Literal["fused", "sparse", "auto", "autograd"]
 CpuBf16 = Literal["fallback", "emulate"]
 
 class ConfigError(UsageError):
@@ -114,7 +114,9 @@ class TrainConfig:
     in fp32 and logs why, 'emulate' keeps bf16 with a warning (`trainers.precision`)."""
     step_impl: StepImpl = "fused"
     """'fused': hand-written forward/backward into reused memory (fp32 ReLU SAEs; same gradients as autograd, faster on
-    CPU); 'autograd': `SAE.forward(x).loss.backward()`. Other cases always use autograd."""
+    CPU); 'sparse': the same computed over the active (token, latent) pairs only (faster at low L0); 'auto': fused or sparse
+    per step on the measured activation density (`trainers.sparse_step`); 'autograd': `SAE.forward(x).loss.backward()`.
+    Other cases always use autograd."""
     device: Device = "cpu"
     """Where the SAE trains."""
 

@@ -46,6 +46,7 @@ from trainers.evaluate import Evaluator
 from trainers.interrupt import StopFlag
 from trainers.memory import keep_freed_memory
 from trainers.precision import resolve_autocast
+from trainers.sparse_step import make_workspace
 from trainers.step import FusedStep
 
 log = logging.getLogger(__name__)
@@ -120,7 +121,7 @@ class Trainer:
         self.last_checkpoint: str | None = None
         self._freq_cache: tuple[int, FrequencyResult] | None = None
         self._timer = (time.perf_counter(), 0)
-        self.workspace = FusedStep() if cfg.step_impl == "fused" else None
+        self.workspace = make_workspace(cfg.step_impl)
 
     def init_fresh(self, d_in: int) -> None:
         cfg = self.cfg = dataclasses.replace(self.cfg, d_in=d_in)
@@ -274,7 +275,8 @@ class Trainer:
         meta = {"cfg": self.cfg.to_dict(), "step": self.step, "tokens": self.tokens, "next_checkpoint": self.next_checkpoint,
                 "last_checkpoint": self.last_checkpoint, "metrics_offset": self.writer.offset(), "optimizer": opt_rest,
                 "buffer": {"scalars": buf["scalars"], "d_in": buf["d_in"]}, "window_tokens": self.tracker.window_tokens,
-                "source": self.source.state_dict() if hasattr(self.source, "state_dict") else None}
+                "source": self.source.state_dict() if hasattr(self.source, "state_dict") else None,
+                "step_state": self.workspace.state_dict() if hasattr(self.workspace, "state_dict") else None}
         return tensors, meta
 
     def restore(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
@@ -291,6 +293,8 @@ class Trainer:
         if meta["source"] is not None:
             self.source.load_state_dict(meta["source"])
         torch.set_rng_state(tensors["rng/torch"])
+        if meta.get("step_state") is not None and hasattr(self.workspace, "load_state_dict"):
+            self.workspace.load_state_dict(meta["step_state"])  # AutoStep's mode, so that resume is bit-identical
         self.step, self.tokens, self.next_checkpoint = meta["step"], meta["tokens"], meta["next_checkpoint"]
         self.prev_tokens = self.tokens
         self.last_checkpoint = meta["last_checkpoint"]
