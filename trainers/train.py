@@ -203,7 +203,8 @@ class Trainer:
         if self.evaluator is not None:
             recon = self.evaluator.reconstruction(self.sae, self.cfg.eval_tokens, self._seed(2))
             if recon is not None:
-                row.update({f"ce_{k}" if k in ("clean", "recon", "zero", "mean") else k: v for k, v in recon._asdict().items()})
+                scalars = {k: v for k, v in recon._asdict().items() if k != "per_seq"}  # per-sequence sums: not logged
+                row.update({f"ce_{k}" if k in ("clean", "recon", "zero", "mean") else k: v for k, v in scalars.items()})
         self.writer.write("eval", step=self.step, tokens=self.tokens, **row)
 
     # ----- checkpoints and resampling -----------------------------------------------------------------------------------
