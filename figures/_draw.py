@@ -42,13 +42,13 @@ def percent_hist(
 def outlined_hist(
     ax: Axes, values: np.ndarray, *, bins: int | Sequence[float], color: str, label: str, percent: bool = False, **kw
 ) -> None:
-    """One of several overlaid histograms: a light fill and a solid step outline in the series' own colour, so that
-    overlapping series stay distinct (two translucent fills blend into a third colour). Finite values only;
-    `percent=True` draws percentages of the series instead of counts."""
+    """One of several overlaid histograms: light bars and a solid step outline in the series' own colour, so that
+    overlapping series stay distinct (two translucent fills alone blend into a third colour). Finite values only;
+    `percent=True` draws percentages of the series instead of counts. The bars come first in `ax.patches`."""
     values = finite(values)
     if percent:
         kw["weights"] = np.full(values.shape, 100.0 / max(len(values), 1))
-    ax.hist(values, bins=bins, histtype="stepfilled", color=color, alpha=0.18, **kw)
+    ax.hist(values, bins=bins, color=color, alpha=0.18, linewidth=0, **kw)
     ax.hist(values, bins=bins, histtype="step", color=color, linewidth=1.4, label=label, **kw)
 
 
