@@ -185,3 +185,14 @@ def test_wrap_to_width_and_marginal_labels():
     with use_style():
         joint, top, right = joint_axes(new_figure(), marginal_label="% of latents")
     assert top.get_ylabel() == "% of latents" and right.get_xlabel() == "% of latents"
+
+
+def test_a_legend_over_the_middle_of_a_line_segment_is_found():
+    """No vertex under the legend, but the drawn segment between two vertices runs beneath it (F2's median curve)."""
+    fig, ax = plt.subplots(figsize=(5, 4))
+    ax.plot([0, 1], [0.5, 0.5], label="flat line")  # two vertices, at the left and right edges
+    ax.set(xlim=(-0.05, 1.05), ylim=(0, 1))
+    ax.legend(loc="center")
+    assert legends_covering_data(fig)
+    ax.get_legend().set_loc("upper center")
+    assert legends_covering_data(fig) == []
