@@ -66,5 +66,5 @@ def test_the_planted_source_is_full_scale_with_its_outliers(ctx):
     assert sae.cfg.d_sae == 16_384 and sae.cfg.d_in == PLANTED_D_IN
     b_enc = sae.b_enc.detach().numpy()
     assert np.sum(b_enc == -10.0) == 2 and np.sum(b_enc > 1) == 1
-    norms = sae.W_enc.detach().norm(dim=0).numpy()
-    assert norms.max() > 10 * np.median(norms)
+    common = sae.W_enc.detach().norm(dim=0).numpy()[: 16_384 // 2]  # the rare cluster's encoders are scaled differently
+    assert common.max() > 10 * np.median(common)
