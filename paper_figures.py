@@ -68,7 +68,7 @@ def f01_frequency_histogram(ctx: Context) -> Any:
 
 def f02_phase_transition(ctx: Context) -> Any:
     p = phase(ctx)
-    markers = {"data exhausted (hypothesis, §6.2)": DATA_EXHAUSTED_TOKENS} if ctx.info["kind"] == "hub" else None
+    markers = {"data exhausted (hypothesis, §6.2)": DATA_EXHAUSTED_TOKENS} if ctx.info["kind"] in ("hub", "planted") else None
     return F.plot_phase_transition(
         p["edges"],
         p["percent"],
@@ -245,7 +245,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     epilog = textwrap.dedent(__doc__.split("\n", 1)[1]).strip("\n") + "\n\nfigures (names for --only):\n" + names
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=epilog)  # fmt: skip
-    p.add_argument("--source", choices=("auto", "demo", "hub"), default="auto", help="where checkpoints come from (default auto)")
+    p.add_argument("--source", choices=("auto", "demo", "hub", "planted"), default="auto",
+                   help="where checkpoints come from (default auto; planted: synthetic 2048 x 16384 SAEs with outliers)")
     p.add_argument("--out", default="out", help="output folder (default out/)")
     p.add_argument("--only", nargs="+", metavar="NAME", choices=list(FIGURES), help="draw only these figures")
     p.add_argument("--tokens", type=int, default=None,

@@ -39,6 +39,19 @@ def percent_hist(
     return ax.hist(values, bins=bins, range=hist_range, weights=weights, **style)[2]
 
 
+def outlined_hist(
+    ax: Axes, values: np.ndarray, *, bins: int | Sequence[float], color: str, label: str, percent: bool = False, **kw
+) -> None:
+    """One of several overlaid histograms: light bars and a solid step outline in the series' own colour, so that
+    overlapping series stay distinct (two translucent fills alone blend into a third colour). Finite values only;
+    `percent=True` draws percentages of the series instead of counts. The bars come first in `ax.patches`."""
+    values = finite(values)
+    if percent:
+        kw["weights"] = np.full(values.shape, 100.0 / max(len(values), 1))
+    ax.hist(values, bins=bins, color=color, alpha=0.18, linewidth=0, **kw)
+    ax.hist(values, bins=bins, histtype="step", color=color, linewidth=1.4, label=label, **kw)
+
+
 def reference_vline(ax: Axes, x: float, label: str | None = None, *, color: str = BASELINE_GREY) -> None:
     """A dashed vertical reference line (threshold, expected value, changepoint)."""
     ax.axvline(x, color=color, linestyle="--", linewidth=1.0, label=label)
@@ -90,3 +103,63 @@ def draw_boxes(ax: Axes, groups: Sequence[np.ndarray], colors: Sequence, *, vert
     ax.grid(False)
     for side in ("right", "top", "bottom" if vertical else "left"):
         ax.spines[side].set_visible(False)
+
+
+ROBUST_QUANTILES = (0.5, 99.5)
+"""Scatter panels take their axis limits from these percentiles of the data, widened by ROBUST_MARGIN (issue #16)."""
+ROBUST_MARGIN = 0.25
+"""Share of the percentile span added on each side, so a well-behaved tail stays on the axes and only outliers are clipped."""
+EDGE_MARKERS = {"x0": "<", "x1": ">", "y0": "v", "y1": "^"}
+"""Triangles pointing out of the axes, where the points beyond the limits are drawn."""
+
+
+def robust_limits(
+    values: np.ndarray, *, quantiles: tuple[float, float] = ROBUST_QUANTILES, margin: float = ROBUST_MARGIN
+) -> tuple[float, float]:
+    """[lo, hi]: the `quantiles` (percent) of the finite values widened by `margin` of their span on each side, never
+    wider than the data; a constant or empty series gets a small symmetric range."""
+    kept = finite(np.asarray(values, dtype=np.float64))
+    if not len(kept):
+        return 0.0, 1.0
+    lo, hi = np.percentile(kept, quantiles)
+    lo, hi = max(float(kept.min()), lo - margin * (hi - lo)), min(float(kept.max()), hi + margin * (hi - lo))
+    if hi <= lo:
+        pad = 0.05 * abs(lo) or 0.5
+        return lo - pad, hi + pad
+    return float(lo), float(hi)
+
+
+def within(x: np.ndarray, y: np.ndarray, xlim: tuple[float, float], ylim: tuple[float, float]) -> np.ndarray:
+    """Mask of the points inside [xlim] x [ylim] (NaN is outside)."""
+    return (x >= xlim[0]) & (x <= xlim[1]) & (y >= ylim[0]) & (y <= ylim[1])
+
+
+def scatter_within(ax: Axes, groups: Sequence[tuple[np.ndarray, np.ndarray, dict]], *, pad: float = 0.03, **limits) -> tuple:
+    """Scatter each group `(x, y, style)` inside robust limits over all groups (`robust_limits(**limits)` per axis); the
+    points beyond them are drawn at the nearest edge as triangles pointing outward, in their group's colour, and counted
+    in one legend entry. Sets the axis limits (with `pad` of the span as margin) and returns (xlim, ylim)."""
+    xs = np.concatenate([np.asarray(g[0], dtype=np.float64) for g in groups])
+    ys = np.concatenate([np.asarray(g[1], dtype=np.float64) for g in groups])
+    xlim, ylim = robust_limits(xs, **limits), robust_limits(ys, **limits)
+    n_out, labelled = 0, False
+    for x, y, style in groups:
+        x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+        ok = np.isfinite(x) & np.isfinite(y)
+        inside = within(x, y, xlim, ylim)
+        ax.scatter(x[inside], y[inside], **style)
+        out = ok & ~inside
+        n_out += int(out.sum())
+        cx, cy = np.clip(x[out], *xlim), np.clip(y[out], *ylim)
+        side = np.where(x[out] < xlim[0], "x0", np.where(x[out] > xlim[1], "x1", np.where(y[out] < ylim[0], "y0", "y1")))
+        for key, marker in EDGE_MARKERS.items():
+            sel = side == key
+            if sel.any():
+                ax.scatter(cx[sel], cy[sel], marker=marker, s=22, color=style.get("color"), edgecolors="black",
+                           linewidths=0.5, zorder=3, label=None if labelled else "_edge")  # fmt: skip
+                labelled = True
+    for coll in ax.collections:
+        if coll.get_label() == "_edge":
+            coll.set_label(f"beyond the axes, drawn at the edge (n={n_out})")
+    ax.set_xlim(xlim[0] - pad * (xlim[1] - xlim[0]), xlim[1] + pad * (xlim[1] - xlim[0]))
+    ax.set_ylim(ylim[0] - pad * (ylim[1] - ylim[0]), ylim[1] + pad * (ylim[1] - ylim[0]))
+    return xlim, ylim

@@ -13,6 +13,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure, SubFigure
 
 from figures._draw import as_1d, axes_or_gca
+from figures._layout import place_legend
 from figures.style import DEC_COLOR, ENC_COLOR, HIGHLIGHT_COLOR, PAGE, RARE_COLOR, SEED_COLORS, add_source, ensure_figure
 
 CONTEXT_FONT = {"family": "monospace", "fontsize": 7.5, "parse_math": False}
@@ -113,7 +114,7 @@ def plot_neuron_weights(
     ax.plot(neurons, enc, color=ENC_COLOR, linewidth=0.8, label="encoder")
     ax.plot(neurons, dec, color=DEC_COLOR, linewidth=0.8, alpha=0.8, label="decoder")
     ax.set(xlabel="Neuron", ylabel="Weight", title=title)
-    ax.legend(loc="upper right")
+    place_legend(ax)
     add_source(ax, source)
     return ax
 

@@ -15,6 +15,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure, SubFigure
 
 from figures._draw import as_1d, axes_or_gca, box_marginal, draw_boxes, finite, percent_hist, reference_vline
+from figures._layout import place_legend, set_suptitle, set_title
 from figures.style import (
     BASELINE_GREY,
     CHECKPOINT_CMAP,
@@ -49,8 +50,10 @@ def plot_frequency_histogram(
         kept = finite(values)
         share = 100.0 * np.mean(kept < rare_log10) if len(kept) else float("nan")
         reference_vline(ax, rare_log10, f"freq < {freq_text(10**rare_log10)}: {share:.1f}% of latents", color=RARE_COLOR)
-        ax.legend(loc="upper left")
-    ax.set(xlabel="Freq (Log10)", ylabel="Percent of latents", title=title)
+    ax.set(xlabel="Freq (Log10)", ylabel="Percent of latents")
+    set_title(ax, title)
+    if rare_log10 is not None:
+        place_legend(ax)
     add_source(ax, source)
     return ax
 
@@ -90,7 +93,8 @@ def plot_frequency_histograms(
             raise ValueError(f"log10_freq must be [n_checkpoints={len(tokens_arr)}, d_sae], got {per_ckpt.shape}")
         box_marginal(ax, list(per_ckpt), colors)
     ax.figure.colorbar(mappable, ax=ax, label="million tokens")
-    ax.set(xlabel="Freq (Log10)", ylabel="Percent of latents", title=title)
+    ax.set(xlabel="Freq (Log10)", ylabel="Percent of latents")
+    set_title(ax, title)
     add_source(ax, source)
     return ax
 
@@ -115,7 +119,8 @@ def plot_phase_curve(
     ax.plot(
         millions, 100.0 * as_1d(ulf_fraction, "ulf_fraction"), marker="o", color=SEED_COLORS[0], label=f"ULF share ({ulf_label})"
     )
-    ax.set(xlabel="Tokens (millions)", ylabel="Percent of latents in the ULF cluster", title=title)
+    ax.set(xlabel="Tokens (millions)", ylabel="Percent of latents in the ULF cluster")
+    set_title(ax, title)
     if median_log10_freq is not None:
         twin = ax.twinx()
         twin.plot(millions, as_1d(median_log10_freq, "median_log10_freq"), marker="s", color=ENC_COLOR, label="ULF median freq")
@@ -127,7 +132,7 @@ def plot_phase_curve(
         reference_vline(ax, changepoint / 1e6, f"changepoint ≈ {tokens_text(changepoint)} tokens", color="black")
     for name, where in (markers or {}).items():
         reference_vline(ax, where / 1e6, name, color=BASELINE_GREY)
-    legend_ax.legend(*_merged_legend(ax), loc="best")
+    place_legend(legend_ax, *_merged_legend(ax))  # checked against the points of both y axes
     add_source(ax, source)
     return ax
 
@@ -192,7 +197,7 @@ def plot_freq_vs_freq(
     if a.shape != b.shape:
         raise ValueError(f"both checkpoints need the same latents, got {a.shape} and {b.shape}")
     fig = ensure_figure(fig, JOINT)
-    joint, top, right = joint_axes(fig)
+    joint, top, right = joint_axes(fig, marginal_label="% of latents")
     joint.scatter(a, b, s=4, alpha=0.3, color=SEED_COLORS[0], linewidths=0, label="latents")
     both = finite(np.r_[a, b])
     if len(both):
@@ -207,7 +212,7 @@ def plot_freq_vs_freq(
     else:
         raise ValueError(f"marginal must be 'hist' or 'box', got {marginal!r}")
     joint.set(xlabel=f"{label_a}: Freq (Log10)", ylabel=f"{label_b}: Freq (Log10)")
-    joint.legend(loc="upper left")
-    fig.suptitle(title or f"Frequencies for {label_a} and {label_b}")
+    set_suptitle(fig, title or f"Frequencies for {label_a} and {label_b}")
+    place_legend(joint, outside="corner", markerscale=3)
     add_source(fig, source)
     return fig

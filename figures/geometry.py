@@ -7,7 +7,8 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.axes import Axes
 
-from figures._draw import as_1d, axes_or_gca, box_marginal, finite, median_text, reference_vline
+from figures._draw import as_1d, axes_or_gca, box_marginal, finite, median_text, outlined_hist, reference_vline
+from figures._layout import place_legend, set_title
 from figures.style import BASELINE_GREY, DEC_COLOR, ENC_COLOR, SEED_COLORS, add_source
 
 
@@ -25,8 +26,10 @@ def plot_enc_dec_cosine(
     ax.hist(values, bins=bins, range=(min(-0.1, float(values.min(initial=0))), 1.0), color=SEED_COLORS[0])
     if len(values):
         reference_vline(ax, float(np.median(values)), median_text(values), color="black")
-        ax.legend(loc="upper left")
-    ax.set(xlabel="cos(encoder column, decoder row)", ylabel="Count of latents", title=title)
+    ax.set(xlabel="cos(encoder column, decoder row)", ylabel="Count of latents")
+    set_title(ax, title)
+    if len(values):
+        place_legend(ax)
     add_source(ax, source)
     return ax
 
@@ -48,12 +51,13 @@ def plot_null_space(
     series = ((enc_null_frac, ENC_COLOR, "encoder"), (dec_null_frac, DEC_COLOR, "decoder"))
     kept = [finite(as_1d(values, f"{name}_null_frac")) for values, _, name in series]
     for values, (_, color, name) in zip(kept, series):
-        ax.hist(values, bins=bins, range=(0.0, 1.0), color=color, alpha=0.6, label=f"{name} ({median_text(values)})")
+        outlined_hist(ax, values, bins=bins, range=(0.0, 1.0), color=color, label=f"{name} ({median_text(values)})")
     box_marginal(ax, kept, [color for _, color, _ in series])
     if reference is not None:
         reference_vline(ax, reference, f"random direction: {reference:.4g}", color=BASELINE_GREY)
-    ax.set(xlabel="Fraction of squared norm in the null space of W_out", ylabel="Count of latents", title=title)
-    ax.legend(loc="upper left")
+    ax.set(xlabel="Fraction of squared norm in the null space of W_out", ylabel="Count of latents")
+    set_title(ax, title)
+    place_legend(ax)
     add_source(ax, source)
     return ax
 
@@ -82,7 +86,8 @@ def plot_singular_values(
             reference_vline(ax, at, f"rank {at}" + (" = d_model - 1" if at == n - 1 else " = d_model"), color=color)
     if centred is not None:
         title += " (centred: rank <= d_model - 1)" if centred else " (not centred)"
-    ax.set(xlabel="Index", ylabel="Singular value", title=title, yscale="log" if positive.any() else "linear")
-    ax.legend(loc="lower left")
+    ax.set(xlabel="Index", ylabel="Singular value", yscale="log" if positive.any() else "linear")
+    set_title(ax, title)
+    place_legend(ax)
     add_source(ax, source)
     return ax

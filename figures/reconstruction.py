@@ -10,6 +10,7 @@ import numpy as np
 from matplotlib.axes import Axes
 
 from figures._draw import as_1d, axes_or_gca
+from figures._layout import place_legend, set_title
 from figures.style import add_source, freq_text, seed_color
 
 
@@ -35,7 +36,8 @@ def plot_loss_vs_floor(
         ax.plot(x[order], 100.0 * y[order], marker="o", color=seed_color(i), label=name)
     if rare_log10 is not None:
         ax.axvline(rare_log10, color="0.6", linestyle="--", linewidth=1.0, label=f"rare threshold ({freq_text(10**rare_log10)})")
-    ax.set(xlabel="Log freq floor", ylabel="% Loss Recovered", title=title)
-    ax.legend(loc="lower left")
+    ax.set(xlabel="Log freq floor", ylabel="% Loss Recovered")
+    set_title(ax, title)
+    place_legend(ax)
     add_source(ax, source)
     return ax

@@ -12,7 +12,8 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure, SubFigure
 
-from figures._draw import as_1d, axes_or_gca, box_marginal, clip_to, median_text, percent_hist
+from figures._draw import as_1d, axes_or_gca, box_marginal, clip_to, median_text, outlined_hist, percent_hist
+from figures._layout import place_legend, set_suptitle, set_title
 from figures.style import (
     BASELINE_GREY,
     JOINT,
@@ -84,7 +85,7 @@ def plot_top_vs_next9(
     if x.shape != y.shape:
         raise ValueError(f"fve_top_1 and fve_next_9 differ in length: {x.shape} vs {y.shape}")
     fig = ensure_figure(fig, JOINT)
-    joint, top, right = joint_axes(fig)
+    joint, top, right = joint_axes(fig, marginal_label="% of latents")
     if baseline is not None:
         bx, by = as_1d(baseline[0], "baseline[0]"), as_1d(baseline[1], "baseline[1]")
         joint.scatter(bx, by, s=6, alpha=alpha, color=BASELINE_GREY, linewidths=0, label=f"Gaussian baseline (n={len(bx)})")
@@ -95,10 +96,10 @@ def plot_top_vs_next9(
         joint.axhline(thresholds[1], color="black", linestyle="--", linewidth=0.8)
     _marginals(top, right, x, y, baseline, bins)
     joint.set(xlim=(0, 1), ylim=(0, 1), xlabel="Frac Explained by Top Neuron", ylabel="Frac Explained by Next 9 Neurons")
-    legend = joint.legend(loc="upper right", markerscale=2.5)
+    set_suptitle(fig, title or TOP_VS_NEXT9_TITLES[which])
+    legend = place_legend(joint, outside="corner", markerscale=2.5)
     for handle in legend.legend_handles:
         handle.set_alpha(1.0)
-    fig.suptitle(title or TOP_VS_NEXT9_TITLES[which])
     add_source(fig, source)
     return fig
 
@@ -123,28 +124,12 @@ def plot_kurtosis(
     boxes.append((clip_to(real, lo, hi), SEED_COLORS[0]))
     box_marginal(ax, [b for b, _ in boxes], [c for _, c in boxes])
     if baseline is not None:
-        ax.hist(
-            clip_to(as_1d(baseline, "baseline"), lo, hi),
-            bins=bins,
-            range=clip,
-            color=BASELINE_GREY,
-            alpha=0.8,
-            label="random baseline",
-        )
-    ax.hist(
-        clip_to(real, lo, hi),
-        bins=bins,
-        range=clip,
-        color=SEED_COLORS[0],
-        alpha=0.7,
-        label=f"real ({median_text(real, 2)})",
-    )
-    ax.set(
-        xlabel=f"Excess kurtosis of {which} weights over neurons",
-        ylabel="Count of latents",
-        title=f"Neuron Kurtosis (real vs random baseline, clipped at {hi:g})",
-    )
-    ax.legend(loc="upper right")
+        outlined_hist(ax, clip_to(as_1d(baseline, "baseline"), lo, hi), bins=bins, range=clip, color=BASELINE_GREY,
+                      label="random baseline")  # fmt: skip
+    outlined_hist(ax, clip_to(real, lo, hi), bins=bins, range=clip, color=SEED_COLORS[0], label=f"real ({median_text(real, 2)})")
+    ax.set(xlabel=f"Excess kurtosis of {which} weights over neurons", ylabel="Count of latents")
+    set_title(ax, f"Neuron Kurtosis (real vs random baseline, clipped at {hi:g})")
+    place_legend(ax)
     add_source(ax, source)
     return ax
 
@@ -188,7 +173,7 @@ def _fve_curves(
                          label=f"top {k}, Gaussian baseline", **style)  # fmt: skip
     ylabel = "Cumulative percent of latents" if cumulative else "Percent of latents"
     ax.set(xlabel=f"Share of squared {which} weight in the top k neurons", ylabel=ylabel, xlim=(0, 1))
-    ax.legend(loc="lower right" if cumulative else "upper right")
+    place_legend(ax)
 
 
 def plot_enc_vs_dec_top1(enc_fve_top_1: np.ndarray, dec_fve_top_1: np.ndarray, *, source: str, ax: Axes | None = None) -> Axes:
@@ -204,9 +189,9 @@ def plot_enc_vs_dec_top1(enc_fve_top_1: np.ndarray, dec_fve_top_1: np.ndarray, *
         ylim=(0, 1),
         xlabel="Encoder: Frac Explained by Top Neuron",
         ylabel="Decoder: Frac Explained by Top Neuron",
-        title="Top-neuron share, encoder vs decoder",
     )
-    ax.legend(loc="upper left")
+    set_title(ax, "Top-neuron share, encoder vs decoder")
+    ax.legend(markerscale=2, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)  # the square is full of points
     add_source(ax, source)
     return ax
 

@@ -105,14 +105,17 @@ def ensure_figure(fig: Figure | SubFigure | None, size: tuple[float, float]) -> 
     return new_figure(size) if fig is None else fig
 
 
-def joint_axes(fig: Figure | SubFigure) -> tuple[Axes, Axes, Axes]:
-    """A scatter axes with a marginal axes on top (shared x) and on the right (shared y): (joint, top, right)."""
+def joint_axes(fig: Figure | SubFigure, *, marginal_label: str = "") -> tuple[Axes, Axes, Axes]:
+    """A scatter axes with a marginal axes on top (shared x) and on the right (shared y): (joint, top, right).
+    `marginal_label` names what the marginals count (top: y axis, right: x axis), e.g. "Percent of latents"."""
     grid = fig.add_gridspec(2, 2, width_ratios=(4, 1), height_ratios=(1, 4))
     joint = fig.add_subplot(grid[1, 0])
     top = fig.add_subplot(grid[0, 0], sharex=joint)
     right = fig.add_subplot(grid[1, 1], sharey=joint)
     top.tick_params(labelbottom=False)
     right.tick_params(labelleft=False)
+    top.set_ylabel(marginal_label, fontsize="small")
+    right.set_xlabel(marginal_label, fontsize="small")
     return joint, top, right
 
 

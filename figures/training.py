@@ -11,6 +11,7 @@ import numpy as np
 from matplotlib.figure import Figure, SubFigure
 
 from figures._draw import as_1d
+from figures._layout import place_legend, set_suptitle, set_title
 from figures.style import PAGE, add_source, ensure_figure, seed_color
 
 Curve = tuple[np.ndarray, np.ndarray]
@@ -41,10 +42,12 @@ def plot_training_curves(
                 x, y = as_1d(curves[metric][0], f"{run}/{metric} tokens"), as_1d(curves[metric][1], f"{run}/{metric}")
                 ax.plot(x / 1e6, y, color=seed_color(i), linewidth=1.0, label=run)
                 positive = positive and bool(np.all(y[np.isfinite(y)] > 0))
-        ax.set(title=metric, xlabel="Tokens (millions)", yscale="log" if metric in log_y and positive else "linear")
-        ax.legend(loc="best", fontsize=7)
+        ax.set(xlabel="Tokens (millions)", yscale="log" if metric in log_y and positive else "linear")
+        set_title(ax, metric)
     for ax in axes[len(metrics) :]:
         ax.set_visible(False)
-    fig.suptitle(title)
+    set_suptitle(fig, title)
+    for ax in axes[: len(metrics)]:
+        place_legend(ax, outside="below", fontsize=7)
     add_source(fig, source)
     return fig

@@ -12,6 +12,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure, SubFigure
 
 from figures._draw import as_1d, axes_or_gca, box_marginal, finite, percent_hist, reference_vline
+from figures._layout import place_legend, set_title
 from figures.style import WIDE, add_source, ensure_figure, seed_color
 
 
@@ -51,12 +52,9 @@ def plot_rare_cosine(
     if threshold is not None:
         reference_vline(ax, threshold)
     box_marginal(ax, list(runs.values()), [seed_color(i) for i in range(len(runs))])
-    ax.set(
-        xlabel=f"Cosine of {which} direction with the mean rare direction",
-        ylabel="Percent of rare latents",
-        title="Cosine sim of rare features with mean rare direction" + _direction_suffix(direction_cos),
-    )
-    ax.legend(loc="upper left")
+    ax.set(xlabel=f"Cosine of {which} direction with the mean rare direction", ylabel="Percent of rare latents")
+    set_title(ax, "Cosine sim of rare features with mean rare direction" + _direction_suffix(direction_cos))
+    place_legend(ax)
     add_source(ax, source)
     return ax
 
@@ -73,12 +71,9 @@ def plot_rare_projection(
         percent_hist(
             ax, proj, bins=edges, histtype="step", linewidth=1.5, color=seed_color(i), label=f"{run}: n={len(finite(proj))}"
         )
-    ax.set(
-        xlabel=f"Projection of {which} direction onto the mean rare direction",
-        ylabel="Percent of rare latents",
-        title="Projection of rare features onto mean rare direction",
-    )
-    ax.legend(loc="upper left")
+    ax.set(xlabel=f"Projection of {which} direction onto the mean rare direction", ylabel="Percent of rare latents")
+    set_title(ax, "Projection of rare features onto mean rare direction")
+    place_legend(ax)
     add_source(ax, source)
     return ax
 
@@ -105,8 +100,9 @@ def plot_rare_scatter(
         ax.scatter(x, y, s=6, alpha=0.4, color=seed_color(i), linewidths=0, label=f"{run}: n={len(x)}")
     if threshold is not None:
         reference_vline(ax, threshold, f"cos = {threshold:g}")
-    ax.set(xlabel=quantity, ylabel="Freq (Log10)", title=title or f"Rare latents: {quantity} vs frequency")
-    ax.legend(loc="best", markerscale=2)
+    ax.set(xlabel=quantity, ylabel="Freq (Log10)")
+    set_title(ax, title or f"Rare latents: {quantity} vs frequency")
+    place_legend(ax, markerscale=2)
     add_source(ax, source)
     return ax
 

@@ -40,15 +40,17 @@ def checkpoint_tokens(c: int) -> int:
     return (c - 8) * 122_880_000 if c < RUN1_FINAL else 2_000_000_000
 
 
-RUNS = {"demo": ("seed1", "seed2"), "hub": ("run1", "run2"), "smoke": ("seed1", "seed2")}
+RUNS = {"demo": ("seed1", "seed2"), "hub": ("run1", "run2"), "smoke": ("seed1", "seed2"), "planted": ("run1", "run2")}
 DEFAULTS = {
     "demo": {"tokens": 512 * 128, "loss_seqs": 64, "batch_size": 64},
     "hub": {"tokens": 1_638_400, "loss_seqs": 256, "batch_size": 32},
     "smoke": {"tokens": 32 * 16, "loss_seqs": 32, "batch_size": 32},
+    "planted": {"tokens": 64 * 32, "loss_seqs": 16, "batch_size": 16, "d_in": 2048, "d_sae": 16384},
 }
 """Per source: tokens for frequencies (hub: Neel's get_freqs(25)); sequences for the loss-based numbers (hub: Neel's
 all_tokens[:256], §9.7; demo: 64, because F6 runs one spliced forward per floor and must fit the 3-minute budget), which
-also serve the case studies; sequences per forward. `--tokens`, `--loss-seqs`, `--batch-size` override them."""
+also serve the case studies; sequences per forward. `--tokens`, `--loss-seqs`, `--batch-size` override them. The planted
+source (paper/planted.py) also takes its SAE shape from here: the published 2048 x 16384 unless a test shrinks d_in."""
 
 
 class Skip(Exception):
@@ -188,6 +190,10 @@ def resolve_source(args: argparse.Namespace) -> tuple[Source, str]:
         return load_smoke(args), "--smoke: synthetic checkpoints (no real model or SAE)"
     if args.source == "demo":
         return load_demo(args), "requested: --source demo"
+    if args.source == "planted":
+        from paper.planted import load_planted  # imports this module
+
+        return load_planted(args), "requested: --source planted (synthetic, full-scale shapes with planted outliers)"
     if args.source == "hub":
         return load_hub(args), "requested: --source hub"
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import matplotlib as mpl
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
-from matplotlib.patches import StepPatch
+from matplotlib.patches import Rectangle, StepPatch
 
 from figures import (
     plot_enc_dec_cosine,
@@ -23,7 +24,7 @@ from figures import (
     plot_singular_values,
     plot_training_curves,
 )
-from figures.style import CHECKPOINT_CMAP
+from figures.style import CHECKPOINT_CMAP, DEC_COLOR, ENC_COLOR
 
 
 def all_texts(target) -> list[str]:
@@ -133,7 +134,7 @@ def test_phase_curve_lines_changepoint_and_markers():
 def test_phase_transition_page_has_both_panels():
     edges = np.linspace(-6.5, 0, 4)
     fig = plot_phase_transition(edges, np.ones((2, 3)), [1e6, 2e6], np.array([0.2, 0.4]), changepoint=1.5e6, source="demo")
-    titles = [a.get_title() for a in fig.axes]
+    titles = [a.get_title().replace("\n", " ") for a in fig.axes]  # wrapped to the panel's width
     assert "Frequencies for checkpoints" in titles and "Ultra-low-frequency cluster over training" in titles
     assert all_texts(fig).count("source: demo") == 2
 
@@ -204,8 +205,10 @@ def test_f18_encoder_decoder_cosine_median(rng):
 def test_f20_null_space_overlay_and_reference(rng):
     enc, dec = rng.uniform(0.6, 0.9, 30), rng.uniform(0.7, 0.8, 20)
     ax = plot_null_space(enc, dec, bins=10, reference=0.75, source="s", ax=plt.figure().gca())
-    heights = [p.get_height() for p in ax.patches]
+    heights = [p.get_height() for p in ax.patches if isinstance(p, Rectangle)]
     assert len(heights) == 20 and sum(heights[:10]) == 30 and sum(heights[10:]) == 20
+    outlines = [p.get_edgecolor()[:3] for p in ax.patches if not isinstance(p, Rectangle) and not p.get_fill()]
+    assert outlines == [mpl.colors.to_rgb(ENC_COLOR), mpl.colors.to_rgb(DEC_COLOR)]  # solid, distinct: no blended colour
     assert vline_xs(ax) == [0.75]
     assert legend_texts(ax)[0] == f"encoder (median {np.median(enc):.3f}, n=30)"
     assert [x for x, _ in box_medians(ax)] == [pytest.approx(np.median(enc)), pytest.approx(np.median(dec))]
