@@ -26,7 +26,13 @@ class Context:
     @property
     def source(self) -> sources.Source:
         if self._source is None:
-            self._source, self.note = sources.resolve_source(self.args)
+            if self.args.source == "planted" and not self.args.smoke:  # paper.planted builds on paper.sources
+                from paper.planted import load_planted
+
+                self._source = load_planted(self.args)
+                self.note = "requested: --source planted (synthetic, full-scale shapes with planted outliers)"
+            else:
+                self._source, self.note = sources.resolve_source(self.args)
             log.info("source: %s (%s)", self._source.label, self.note)
         return self._source
 

@@ -190,10 +190,6 @@ def resolve_source(args: argparse.Namespace) -> tuple[Source, str]:
         return load_smoke(args), "--smoke: synthetic checkpoints (no real model or SAE)"
     if args.source == "demo":
         return load_demo(args), "requested: --source demo"
-    if args.source == "planted":
-        from paper.planted import load_planted  # imports this module
-
-        return load_planted(args), "requested: --source planted (synthetic, full-scale shapes with planted outliers)"
     if args.source == "hub":
         return load_hub(args), "requested: --source hub"
 
