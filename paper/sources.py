@@ -105,7 +105,9 @@ def stored_demo_frequencies(saes: dict[str, SAE], manifest: dict[str, Any]) -> d
         if sae.log10_density is None or n <= 0:
             continue
         what = f"{run}/sparsity.safetensors, {n:,} held-out tokens (resolves >= 1/{n:,} = {1 / n:.1e})"
-        out[run] = frequencies_from_log10(sae.log10_density.cpu(), what)._replace(n_tokens=n, source=f"stored: {what}")
+        r = frequencies_from_log10(sae.log10_density.cpu(), what)
+        counts = (r.freq.double() * n).round().long()  # the firing counts the stored frequencies were measured from
+        out[run] = r._replace(counts=counts, n_tokens=n, source=f"stored: {what}")
     return out
 
 

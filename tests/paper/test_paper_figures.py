@@ -386,3 +386,17 @@ def test_inventory_figures_draw_on_a_hub_kind_source(tmp_path, monkeypatch):
     assert [snapshot_pair(ctx, c) for c in (21, 22)] == [(4, 6), (5, 6)]  # HUB_CHECKPOINTS 9..25: 21 and 22 vs 25
     fig = pf.FIGURES["f04_freq_21_vs_25"](ctx)
     assert [ax.get_xlabel() for ax in fig.axes if "Freq" in ax.get_xlabel()] == ["ckpt 21 (1.6B): Freq (Log10)"]
+
+
+def test_demo_stored_frequencies_carry_their_firing_counts(tmp_path):
+    """The demo's stored frequencies (whole held-out split) come with counts = freq * N, so the dead fraction and its
+    interval over latents agree (a -1 placeholder once gave the interval [0, 0] around 2.6 %)."""
+    import torch
+
+    from paper.context import Context
+
+    ctx = Context(pf.parse_args(["--source", "demo", "--out", str(tmp_path)]))
+    for run, r in ctx.source.stored_freq.items():
+        assert r.n_tokens >= 1_048_576, run
+        assert torch.equal(r.counts == 0, r.freq == 0) and (r.counts >= 0).all()
+        torch.testing.assert_close(r.counts.double() / r.n_tokens, r.freq.double(), atol=0.5 / r.n_tokens, rtol=0)
