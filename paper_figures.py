@@ -215,6 +215,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--cache-dir", default=None, help="cache folder (default OUT/cache)")
     p.add_argument("--tokens-file", default=None,
                    help="hub: .npy/.pt int array [n_seq, seq_len] of gelu-1l tokens (default: download c4-code shards)")
+    p.add_argument("--token-seed", type=int, default=None, help="hub: seed of the evaluation-token sample (default 0)")
+    p.add_argument("--token-shards", type=int, default=None, help="hub: dataset shards the sample spreads over (default 2)")
     p.add_argument("--revision", default=None, help="hub: revision of NeelNanda/sparse_autoencoder to pin")
     p.add_argument("--batch-size", type=int, default=None, help="sequences per model forward (default: demo 64, hub 32)")
     p.add_argument("--loss-seqs", type=int, default=None, help="sequences for losses and case studies (demo 64, hub 256)")

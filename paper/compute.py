@@ -12,7 +12,7 @@ from paper.context import Context
 from paper.sources import Skip
 from sae_analysis import case_study as cs
 from sae_analysis.baselines import baseline_kurtosis, baseline_neuron_sparsity
-from sae_analysis.frequency import FrequencyResult, latent_frequencies
+from sae_analysis.frequency import FrequencyResult, latent_frequencies_many
 from sae_analysis.metrics import LOG_FREQ_EPS, RARE_FREQ, log10_freq
 from sae_analysis.phase import (
     changepoint,
@@ -21,7 +21,7 @@ from sae_analysis.phase import (
     ulf_fraction_over_time,
     ulf_median_over_time,
 )
-from sae_analysis.reconstruction import loss_vs_frequency_floor, reconstruction_losses
+from sae_analysis.reconstruction import sae_losses
 from sae_analysis.table import compare_summary, feature_table, summarize
 from sae_analysis.ulf import ulf_cluster, ulf_mask
 
@@ -36,18 +36,43 @@ def nonrare(t: dict[str, np.ndarray]) -> np.ndarray:
     return t["frequency"] >= RARE_FREQ
 
 
+def _freq_arrays(r: FrequencyResult) -> dict[str, Any]:
+    return {"freq": r.freq.numpy(), "counts": r.counts.numpy(), "n_tokens": r.n_tokens, "l0": r.l0, "source": r.source}
+
+
+def model_frequencies(ctx: Context) -> dict[str, FrequencyResult]:
+    """Frequencies, on the source's tokens, of every SAE whose frequencies are not cached yet: the runs' final SAEs and,
+    when F2 needs them (source with checkpoints, phase not cached), each checkpoint ("ckpt_TOKENS"). One model forward
+    per batch for all of them (`latent_frequencies_many`); computed once per run of the script."""
+    if "frequencies" not in ctx.memo:
+        src = ctx.source
+        saes = {f"freq_{run}": src.saes[run] for run in ctx.runs() if not ctx.cache.has(f"freq_{run}")}
+        if src.checkpoints is not None and not ctx.cache.has("phase"):
+            saes |= {f"ckpt_{t}": sae for t, sae in src.checkpoints().items()}
+        batch = ctx.setting("batch_size")
+        found = latent_frequencies_many(src.model, saes, src.tokens, batch_size=batch, progress=True) if saes else {}
+        ctx.memo["frequencies"] = found
+    return ctx.memo["frequencies"]
+
+
 def frequencies(ctx: Context, run: str) -> FrequencyResult:
     """`FrequencyResult` of a run's final SAE on the source's tokens (§8 get_freqs)."""
-
-    def compute() -> dict[str, Any]:
-        src = ctx.source
-        r = latent_frequencies(src.model, src.saes[run], src.tokens, batch_size=ctx.setting("batch_size"), progress=True)
-        return {"freq": r.freq.numpy(), "counts": r.counts.numpy(), "n_tokens": r.n_tokens, "l0": r.l0, "source": r.source}
-
-    d = ctx.cache.arrays(f"freq_{run}", compute)
+    d = ctx.cache.arrays(f"freq_{run}", lambda: _freq_arrays(model_frequencies(ctx)[f"freq_{run}"]))
     return FrequencyResult(
         torch.from_numpy(d["freq"]), torch.from_numpy(d["counts"]), int(d["n_tokens"]), float(d["l0"]), str(d["source"])
     )
+
+
+def _snapshots(ctx: Context) -> tuple[np.ndarray, np.ndarray]:
+    """(training tokens, log10(freq + 10^-6.5)) of the first run's snapshots: stored ones, or checkpoints measured now."""
+    src = ctx.source
+    if src.checkpoints is not None:
+        measured = {int(k.removeprefix("ckpt_")): r for k, r in model_frequencies(ctx).items() if k.startswith("ckpt_")}
+        tokens = sorted(measured)
+        return np.array(tokens), np.stack([log10_freq(measured[t].freq).numpy() for t in tokens])
+    if src.snapshots is None:
+        raise Skip("this source has no frequency snapshots")
+    return src.snapshots()
 
 
 def eval_tokens(ctx: Context) -> Any:
@@ -79,12 +104,23 @@ def baselines(ctx: Context, run: str) -> dict[str, np.ndarray]:
     return ctx.cache.arrays(f"baseline_{run}", compute)
 
 
+def losses(ctx: Context, run: str) -> tuple[Any, Any]:
+    """(reconstruction losses, loss-vs-floor table) of a run on the loss sequences, from one pass (`sae_losses`: the
+    clean forward up to the MLP once per batch); computed once per run of the script, cached by its two users."""
+    if f"losses_{run}" not in ctx.memo:
+        src = ctx.source
+        ctx.memo[f"losses_{run}"] = sae_losses(
+            src.model, src.saes[run], eval_tokens(ctx), frequencies(ctx, run).freq, batch_size=ctx.setting("batch_size")
+        )
+    return ctx.memo[f"losses_{run}"]
+
+
 def summary(ctx: Context, run: str) -> dict[str, Any]:
     """`summarize` numbers of a run (keys: sae_analysis.table.KEYS), with the zero-ablation reconstruction score."""
 
     def compute() -> dict[str, Any]:
         src = ctx.source
-        recon = reconstruction_losses(src.model, src.saes[run], eval_tokens(ctx), batch_size=ctx.setting("batch_size"))
+        recon = losses(ctx, run)[0]
         return summarize(src.saes[run], freq=frequencies(ctx, run), W_out=src.model.W_out[0].detach(), recon=recon)
 
     return ctx.cache.json(f"summary_{run}", compute)
@@ -115,10 +151,7 @@ def floor_curve(ctx: Context, run: str) -> dict[str, np.ndarray]:
     """Loss recovered keeping latents above each frequency floor (§9.7), on the same checkpoint's frequencies."""
 
     def compute() -> dict[str, Any]:
-        src = ctx.source
-        df = loss_vs_frequency_floor(
-            src.model, src.saes[run], eval_tokens(ctx), frequencies(ctx, run).freq, batch_size=ctx.setting("batch_size")
-        )
+        df = losses(ctx, run)[1]
         return {c: df[c].to_numpy() for c in df.columns}
 
     return ctx.cache.arrays(f"floor_{run}", compute)
@@ -128,9 +161,7 @@ def phase(ctx: Context) -> dict[str, np.ndarray]:
     """Frequency snapshots of the first run over training: histograms, ULF share and median, changepoint (§6.2, §9.8)."""
 
     def compute() -> dict[str, Any]:
-        if ctx.source.snapshots is None:
-            raise Skip("this source has no frequency snapshots")
-        tokens, logs = ctx.source.snapshots()  # stored as log10(freq + 10^-6.5) (trainers.log; the hub path too)
+        tokens, logs = _snapshots(ctx)  # as log10(freq + 10^-6.5) (trainers.log; the hub path too)
         snap = snapshots_from_log10(tokens, logs, source=ctx.label(), eps=LOG_FREQ_EPS)
         hist, ulf = log_freq_histograms(snap.freq), ulf_fraction_over_time(snap.freq)
         cp = changepoint(snap.tokens, ulf)

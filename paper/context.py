@@ -22,6 +22,8 @@ class Context:
         self.cache = Cache(Path(args.cache_dir or Path(args.out) / "cache") / f"{self.kind}-{args.tokens or 'default'}")
         self._source: sources.Source | None = None
         self.note = ""
+        self.memo: dict[str, Any] = {}
+        """Results shared by several cached computations within this run (e.g. one frequency pass for every SAE)."""
 
     @property
     def source(self) -> sources.Source:

@@ -7,6 +7,7 @@ else the demo, with the Hub's error as the reason).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 from collections.abc import Callable
@@ -20,17 +21,19 @@ import pandas as pd
 import torch
 
 from sae_analysis import SAE, SAEConfig
-from sae_analysis.frequency import latent_frequencies
 from sae_analysis.io import SAELoadError, demo_dir, load_model, load_sae
 from sae_analysis.io.demo import BOS_TOKEN, demo_tokens
-from sae_analysis.io.tokens import SEQ_LEN, hub_tokens
-from sae_analysis.metrics import log10_freq
+from sae_analysis.io.token_sample import DEFAULT_SEED, DEFAULT_SHARDS, sample_hub_tokens
+from sae_analysis.io.tokens import SEQ_LEN
 from trainers.log import read_frequency_snapshots, read_metrics
 
 log = logging.getLogger(__name__)
 HUB_REPO = "NeelNanda/sparse_autoencoder"
 HUB_CHECKPOINTS = (9, 12, 15, 18, 21, 22, 25)
 """Run-1 checkpoints of F2 (REPLICATION.md §4.3: checkpoint c holds (c - 8) * 122.88M tokens; 25 is the final 2B)."""
+Decode = Callable[[Any], list[str]]
+"""Every source's decode contract: a 1-D sequence of token ids (torch tensor, numpy array or list of ints) -> one string
+per id, in order."""
 RUNS = {"demo": ("seed1", "seed2"), "hub": ("run1", "run2"), "smoke": ("seed1", "seed2")}
 DEFAULTS = {
     "demo": {"tokens": 512 * 128, "loss_seqs": 64, "batch_size": 64},
@@ -55,10 +58,13 @@ class Source:
     model: Any
     saes: dict[str, Any]
     tokens: Any
-    decode: Callable[[list[int]], list[str]]
+    decode: Decode
     snapshots: Callable[[], tuple[np.ndarray, np.ndarray]] | None = None
+    """Stored frequency snapshots of the first run (tokens, log10 freq), when the source has them."""
     train_logs: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
+    checkpoints: Callable[[], dict[int, Any]] | None = None
+    """Training tokens -> SAE of the first run's checkpoints, whose frequencies are measured on `tokens` (the hub)."""
 
 
 def setting(args: argparse.Namespace, kind: str, name: str) -> int:
@@ -66,12 +72,30 @@ def setting(args: argparse.Namespace, kind: str, name: str) -> int:
     return getattr(args, name) or DEFAULTS[kind][name]
 
 
-def _byte_decode(ids: list[int]) -> list[str]:
-    return ["<BOS>" if i == BOS_TOKEN else bytes([i]).decode("latin-1") for i in ids]
+def token_ids(ids: Any) -> list[int]:
+    """The ids of a 1-D token sequence (tensor, array or list) as Python ints; ValueError for any other shape."""
+    arr = ids.detach().cpu().numpy() if isinstance(ids, torch.Tensor) else np.asarray(ids)
+    if arr.ndim != 1 or (arr.size and not np.issubdtype(arr.dtype, np.integer)):
+        raise ValueError(f"decode takes a 1-D sequence of integer token ids, got shape {arr.shape} of {arr.dtype}")
+    return arr.astype(np.int64).tolist()
 
 
-def _smoke_decode(ids: list[int]) -> list[str]:
-    return [f"t{i} " for i in ids]
+def _byte_decode(ids: Any) -> list[str]:
+    return ["<BOS>" if i == BOS_TOKEN else bytes([i]).decode("latin-1") for i in token_ids(ids)]
+
+
+def _smoke_decode(ids: Any) -> list[str]:
+    return [f"t{i} " for i in token_ids(ids)]
+
+
+def model_decode(model: Any) -> Decode:
+    """Decode with a HookedTransformer's tokenizer (`to_str_tokens` on a 1-D int64 tensor)."""
+
+    def decode(ids: Any) -> list[str]:
+        strings = model.to_str_tokens(torch.tensor(token_ids(ids), dtype=torch.long))
+        return [strings] if isinstance(strings, str) else list(strings)
+
+    return decode
 
 
 def _meta(sae: Any) -> dict[str, Any]:
@@ -97,31 +121,37 @@ def load_demo(args: argparse.Namespace) -> Source:
 def load_hub(args: argparse.Namespace) -> Source:
     saes = {r: load_sae(HUB_REPO, r, revision=args.revision, device=args.device) for r in RUNS["hub"]}
     model = load_model("gelu-1l", device=args.device)
-    tokens = hub_eval_tokens(args, model, setting(args, "hub", "tokens"))
+    tokens, token_prov = hub_eval_tokens(args, model, setting(args, "hub", "tokens"))
 
-    def snapshots() -> tuple[np.ndarray, np.ndarray]:
+    def checkpoints() -> dict[int, Any]:
+        """Run 1's F2 checkpoints by training tokens (§4.3); 25 is run1's own file, not loaded twice."""
         counts = [(c - 8) * 122_880_000 if c < 25 else 2_000_000_000 for c in HUB_CHECKPOINTS]
-        ckpts = (load_sae(HUB_REPO, str(c), revision=args.revision, device=args.device) for c in HUB_CHECKPOINTS)
-        batch = setting(args, "hub", "batch_size")
-        freqs = [latent_frequencies(model, sae, tokens, batch_size=batch, progress=True).freq for sae in ckpts]
-        return np.array(counts), np.stack([log10_freq(f).numpy() for f in freqs])
+        same = {saes["run1"].meta.get("filename"): saes["run1"]}
+        return {n: same.get(f"{c}.pt") or load_sae(HUB_REPO, str(c), revision=args.revision, device=args.device)
+                for n, c in zip(counts, HUB_CHECKPOINTS)}  # fmt: skip
 
     commit = saes["run1"].meta.get("commit") or args.revision or "main"
-    prov = {r: _meta(s) for r, s in saes.items()}
-    return Source("hub", f"{HUB_REPO}@{str(commit)[:7]}", model, saes, tokens, model.to_str_tokens, snapshots, {}, prov)
+    prov = {r: _meta(s) for r, s in saes.items()} | dict(getattr(model, "provenance", {})) | {"tokens": token_prov}
+    label = f"{HUB_REPO}@{str(commit)[:7]}"
+    return Source("hub", label, model, saes, tokens, model_decode(model), None, {}, prov, checkpoints)
 
 
-def hub_eval_tokens(args: argparse.Namespace, model: Any, n_tokens: int) -> Any:
-    """Evaluation sequences for gelu-1l: the rows of --tokens-file, else the first sequences of NeelNanda's c4-code data
-    downloaded through huggingface_hub (rows of 1,024 cut into 8 x 128 with BOS first, as the original did). Neel sampled
-    random rows of his shuffled copy; the first shards are an unshuffled but equally real sample of the same data."""
+def hub_eval_tokens(args: argparse.Namespace, model: Any, n_tokens: int) -> tuple[Any, dict[str, Any]]:
+    """(evaluation sequences for gelu-1l, their provenance): the rows of --tokens-file, else a seeded fair sample of
+    NeelNanda's c4-code data (rows of 1,024 cut into 8 x 128 with BOS first, as the original did; rows drawn at random
+    from --token-shards shards chosen by --token-seed, `sae_analysis.io.token_sample`)."""
     if args.tokens_file:
-        tokens = _read_tokens(Path(args.tokens_file))
-        return tokens[: max(1, n_tokens // tokens.shape[1])]
+        path = Path(args.tokens_file)
+        tokens = _read_tokens(path)
+        tokens = tokens[: max(1, n_tokens // tokens.shape[1])]
+        return tokens, {"file": str(path.resolve()), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
     bos = getattr(getattr(model, "tokenizer", None), "bos_token_id", None)
     if bos is None:
         raise Skip("gelu-1l's tokenizer is unavailable, so BOS is unknown: pass --tokens-file (int array [n_seq, seq_len])")
-    return hub_tokens(n_seq=max(1, -(-n_tokens // SEQ_LEN)), seq_len=SEQ_LEN, bos_token_id=bos)
+    seed = DEFAULT_SEED if args.token_seed is None else args.token_seed
+    sample = sample_hub_tokens(n_seq=max(1, -(-n_tokens // SEQ_LEN)), seq_len=SEQ_LEN, bos_token_id=bos, seed=seed,
+                               n_shards=args.token_shards or DEFAULT_SHARDS)  # fmt: skip
+    return sample.tokens, sample.provenance
 
 
 def _read_tokens(path: Path) -> Any:
