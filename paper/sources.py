@@ -131,7 +131,9 @@ def load_hub(args: argparse.Namespace) -> Source:
                 for n, c in zip(counts, HUB_CHECKPOINTS)}  # fmt: skip
 
     commit = saes["run1"].meta.get("commit") or args.revision or "main"
-    prov = {r: _meta(s) for r, s in saes.items()} | dict(getattr(model, "provenance", {})) | {"tokens": token_prov}
+    files = [f"{c}.pt" for c in HUB_CHECKPOINTS]  # same repo and revision as the runs, so the same commit
+    prov = {r: _meta(s) for r, s in saes.items()} | {"checkpoints": {"repo": HUB_REPO, "commit": commit, "files": files}}
+    prov |= dict(getattr(model, "provenance", {})) | {"tokens": token_prov}
     label = f"{HUB_REPO}@{str(commit)[:7]}"
     return Source("hub", label, model, saes, tokens, model_decode(model), None, {}, prov, checkpoints)
 
