@@ -108,6 +108,8 @@ def latent_frequencies_many(
 ) -> dict[str, FrequencyResult]:
     """`latent_frequencies` of several SAEs on the same hook and tokens with one model forward per batch (each batch's
     activations computed once, then encoded by every SAE: `frequencies_of_many`)."""
+    if not saes:
+        raise ValueError("no SAEs given")
     names = {resolve_hook_name(sae, hook_name) for sae in saes.values()}
     if len(names) != 1:
         raise ValueError(f"these SAEs read different hooks {sorted(names)}: count them separately")

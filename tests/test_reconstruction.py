@@ -78,3 +78,54 @@ def test_loss_vs_floor_equals_masked_reconstruction(model, make_sae, tokens):
         assert row.loss == pytest.approx(ref.recon, rel=1e-6)
         assert row.score_zero == pytest.approx(ref.score_zero, rel=1e-5)
     assert df["n_kept"].is_monotonic_decreasing and df["n_kept"].iloc[0] > df["n_kept"].iloc[-1] > 0
+
+
+def _count_calls(module: torch.nn.Module) -> tuple[list, object]:
+    calls: list = []
+    return calls, module.register_forward_hook(lambda *a: calls.append(1))
+
+
+@torch.no_grad()
+def test_batch_losses_rerun_only_the_tail_and_equal_full_forwards(model, make_sae, tokens):
+    """For an MLP hook_post: attention runs once per batch, the unembedding once per intervention, and every loss equals
+    a full hooked forward (fp32 tolerance); for another hook the slow path gives the same numbers."""
+    from sae_analysis.reconstruction import _batch_loss, batch_losses
+
+    sae = make_sae(64, 96, hook_name=HOOK)
+    hooks = {"clean": None, "zero": torch.zeros_like, "recon": lambda a: sae(a.reshape(-1, 64)).x_hat.reshape(a.shape)}
+    (attn, h1), (unembed, h2) = _count_calls(model.blocks[0].attn), _count_calls(model.unembed)
+    try:
+        fast = batch_losses(model, tokens, HOOK, hooks)
+    finally:
+        h1.remove()
+        h2.remove()
+    assert len(attn) == 1 and len(unembed) == len(hooks)
+    for key, fn in hooks.items():
+        assert fast[key] == pytest.approx(_batch_loss(model, tokens, HOOK, fn), rel=1e-6, abs=1e-6)
+    other = "blocks.0.hook_resid_mid"
+    slow = batch_losses(model, tokens, other, {"clean": None, "zero": torch.zeros_like})
+    assert slow["clean"] == pytest.approx(fast["clean"], rel=1e-6)
+    assert slow["zero"] == pytest.approx(_batch_loss(model, tokens, other, torch.zeros_like), rel=1e-6)
+
+
+def test_sae_losses_equal_the_separate_computations_and_share_equal_floors(model, make_sae, tokens):
+    from sae_analysis.reconstruction import sae_losses
+
+    sae = make_sae(64, 96, hook_name=HOOK)
+    freq = torch.rand(96, generator=torch.Generator().manual_seed(4)) ** 4
+    freq[:10] = 0.0  # dead latents
+    floors = (-6.5, -6.0, -2.0, -1.0, 0.5)  # -6.5 and -6 keep the same latents unless a frequency lies between them
+    freq[(freq > 0) & (freq < 1e-6)] = 1e-6
+    calls, handle = _count_calls(model.unembed)
+    try:
+        recon, df = sae_losses(model, sae, tokens, freq, floors, batch_size=6)
+    finally:
+        handle.remove()
+    distinct = len({tuple((freq >= 10.0**f).tolist()) for f in floors})
+    assert distinct < len(floors) and len(calls) == 4 + distinct  # clean, zero, mean, recon + one per distinct floor set
+    ref = reconstruction_losses(model, sae, tokens, batch_size=6)
+    for a, b in zip(recon, ref):
+        assert a == pytest.approx(b, rel=1e-6)
+    for row, floor in zip(df.itertuples(), floors):
+        masked = reconstruction_losses(model, sae, tokens, batch_size=6, latent_mask=freq >= 10.0**floor)
+        assert row.loss == pytest.approx(masked.recon, rel=1e-6) and row.floor == floor
