@@ -36,9 +36,11 @@ from paper.compute import (
     case_study,
     comparison,
     floor_curve,
+    frequencies,
     nonrare,
     phase,
     rare_cluster,
+    resolution,
     summary,
     table,
     training_curves,
@@ -60,9 +62,14 @@ def _single(plot: Callable[..., Any], *data: Any, **style: Any) -> Any:
     return plot(*data, ax=F.style.new_figure().gca(), **style).figure
 
 
+def _resolution(ctx: Context, run: str) -> tuple[float, int] | None:
+    return resolution(frequencies(ctx, run).n_tokens)
+
+
 def f01_frequency_histogram(ctx: Context) -> Any:
     run = ctx.runs()[0]
-    return _single(F.plot_frequency_histogram, table(ctx, run)["log10_freq"], source=ctx.label(run))
+    log10 = table(ctx, run)["log10_freq"]
+    return _single(F.plot_frequency_histogram, log10, source=ctx.label(run), resolution=_resolution(ctx, run))
 
 
 def f02_phase_transition(ctx: Context) -> Any:
@@ -77,6 +84,7 @@ def f02_phase_transition(ctx: Context) -> Any:
         changepoint=float(p["changepoint_tokens"]),
         markers=markers,
         log10_freq=p["log10_freq"],
+        resolution=resolution(int(p.get("n_tokens", 0))),
         source=ctx.label(ctx.runs()[0]),
     )
 
@@ -86,12 +94,13 @@ def f03_freq_vs_freq(ctx: Context) -> Any:
     p = phase(ctx)
     i = int(p["changepoint_index"])
     a, b = (f"checkpoint at {F.style.tokens_text(p['tokens'][j])} tokens" for j in (i - 1, i))
-    return F.plot_freq_vs_freq(p["log10_freq"][i - 1], p["log10_freq"][i], label_a=a, label_b=b, source=ctx.label(ctx.runs()[0]))
+    return F.plot_freq_vs_freq(p["log10_freq"][i - 1], p["log10_freq"][i], label_a=a, label_b=b, source=ctx.label(ctx.runs()[0]),
+                               resolution=resolution(int(p.get("n_tokens", 0))))  # fmt: skip
 
 
 def f06_loss_vs_floor(ctx: Context) -> Any:
     curves = {f"{run} final": (c["floor"], c["score_zero"]) for run in ctx.runs() for c in [floor_curve(ctx, run)]}
-    return _single(F.plot_loss_vs_floor, curves, source=ctx.label())
+    return _single(F.plot_loss_vs_floor, curves, source=ctx.label(), resolution=_resolution(ctx, ctx.runs()[0]))
 
 
 def f07_rare_directions(ctx: Context) -> Any:

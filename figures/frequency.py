@@ -14,7 +14,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure, SubFigure
 
-from figures._draw import as_1d, axes_or_gca, box_marginal, finite, percent_hist, reference_vline
+from figures._draw import as_1d, axes_or_gca, box_marginal, finite, percent_hist, reference_vline, shade_unresolved
 from figures.style import (
     BASELINE_GREY,
     CHECKPOINT_CMAP,
@@ -38,16 +38,20 @@ def plot_frequency_histogram(
     bins: int = 100,
     rare_log10: float | None = RARE_LOG10,
     title: str = "Frequencies for Final Checkpoint",
+    resolution: tuple[float, int] | None = None,
     ax: Axes | None = None,
 ) -> Axes:
-    """F1: percent of latents per log10-frequency bin, with the rare threshold marked and the share below it in the legend."""
+    """F1: percent of latents per log10-frequency bin, with the rare threshold marked and the share below it in the legend.
+    `resolution` = (log10(1/N), N) shades the frequencies N tokens cannot resolve."""
     ax = axes_or_gca(ax)
     values = as_1d(log10_freq, "log10_freq")
     percent_hist(ax, values, bins=bins, color=SEED_COLORS[0])
+    shade_unresolved(ax, resolution)
     if rare_log10 is not None:
         kept = finite(values)
         share = 100.0 * np.mean(kept < rare_log10) if len(kept) else float("nan")
         reference_vline(ax, rare_log10, f"freq < 1e{rare_log10:g}: {share:.1f}% of latents", color=RARE_COLOR)
+    if rare_log10 is not None or resolution is not None:
         ax.legend(loc="upper left")
     ax.set(xlabel="Freq (Log10)", ylabel="Percent of latents", title=title)
     add_source(ax, source)
@@ -70,6 +74,7 @@ def plot_frequency_histograms(
     source: str,
     log10_freq: np.ndarray | None = None,
     title: str = "Frequencies for checkpoints",
+    resolution: tuple[float, int] | None = None,
     ax: Axes | None = None,
 ) -> Axes:
     """F2 (left): one outline per checkpoint, coloured by training tokens, with a colour bar. `percent[s]` is the percent
@@ -88,6 +93,10 @@ def plot_frequency_histograms(
         if per_ckpt.ndim != 2 or per_ckpt.shape[0] != len(tokens_arr):
             raise ValueError(f"log10_freq must be [n_checkpoints={len(tokens_arr)}, d_sae], got {per_ckpt.shape}")
         box_marginal(ax, list(per_ckpt), colors)
+    shade_unresolved(ax, resolution)
+    if resolution is not None:  # the checkpoints are named by the colour bar; the legend names only the shading
+        handles, labels = ax.get_legend_handles_labels()
+        ax.legend(handles[-1:], labels[-1:], loc="upper left")
     ax.figure.colorbar(mappable, ax=ax, label="million tokens")
     ax.set(xlabel="Freq (Log10)", ylabel="Percent of latents", title=title)
     add_source(ax, source)
@@ -104,10 +113,13 @@ def plot_phase_curve(
     markers: Mapping[str, float] | None = None,
     ulf_label: str = "freq < 1e-4",
     title: str = "Ultra-low-frequency cluster over training",
+    resolution: tuple[float, int] | None = None,
     ax: Axes | None = None,
 ) -> Axes:
     """F2 (right): the ULF fraction (percent, left axis) and optionally the ULF median log frequency (right axis) against
-    tokens, with the estimated changepoint and named reference token counts (e.g. the data-exhaustion hypothesis)."""
+    tokens, with the estimated changepoint and named reference token counts (e.g. the data-exhaustion hypothesis).
+    With `resolution` = (log10(1/N), N), medians below log10(1/N) are not drawn (a sample of N tokens cannot tell them
+    from 0) and that band of the right axis is shaded."""
     ax = legend_ax = axes_or_gca(ax)
     millions = as_1d(tokens, "tokens") / 1e6
     ax.plot(
@@ -116,7 +128,13 @@ def plot_phase_curve(
     ax.set(xlabel="Tokens (millions)", ylabel="Percent of latents in the ULF cluster", title=title)
     if median_log10_freq is not None:
         twin = ax.twinx()
-        twin.plot(millions, as_1d(median_log10_freq, "median_log10_freq"), marker="s", color=ENC_COLOR, label="ULF median freq")
+        median = as_1d(median_log10_freq, "median_log10_freq")
+        if resolution is not None:
+            median = np.where(median < resolution[0], np.nan, median)
+            shown = [resolution[0], *finite(median).tolist()]
+            twin.set_ylim(min(shown) - 0.5, max(shown) + 0.5)
+        twin.plot(millions, median, marker="s", color=ENC_COLOR, label="ULF median freq")
+        shade_unresolved(twin, resolution, axis="y")
         twin.set_ylabel("Median ULF freq (Log10)")
         twin.grid(False)
         twin.spines["right"].set_visible(True)
@@ -150,13 +168,14 @@ def plot_phase_transition(
     changepoint: float | None = None,
     markers: Mapping[str, float] | None = None,
     log10_freq: np.ndarray | None = None,
+    resolution: tuple[float, int] | None = None,
     fig: Figure | SubFigure | None = None,
 ) -> Figure | SubFigure:
     """F2 as one page: histograms across checkpoints (left; with a box per checkpoint when `log10_freq` is given) and the
-    ULF curve with its changepoint (right)."""
+    ULF curve with its changepoint (right); `resolution` = (log10(1/N), N) of the frequencies, when measured on N tokens."""
     fig = ensure_figure(fig, WIDE)
     left, right = fig.subplots(1, 2)
-    plot_frequency_histograms(edges, percent, tokens, source=source, log10_freq=log10_freq, ax=left)
+    plot_frequency_histograms(edges, percent, tokens, source=source, log10_freq=log10_freq, resolution=resolution, ax=left)
     plot_phase_curve(
         tokens,
         ulf_fraction,
@@ -164,6 +183,7 @@ def plot_phase_transition(
         median_log10_freq=median_log10_freq,
         changepoint=changepoint,
         markers=markers,
+        resolution=resolution,
         ax=right,
     )
     return fig
@@ -178,10 +198,12 @@ def plot_freq_vs_freq(
     label_b: str,
     title: str | None = None,
     bins: int = 50,
+    resolution: tuple[float, int] | None = None,
     fig: Figure | SubFigure | None = None,
 ) -> Figure | SubFigure:
     """F3-F5: per-latent log frequency in checkpoint B against checkpoint A, the y = x line, and marginal histograms.
-    A resampled index holds a different latent after the reset (REPLICATION.md §9.8), so off-diagonal points mix both."""
+    A resampled index holds a different latent after the reset (REPLICATION.md §9.8), so off-diagonal points mix both.
+    `resolution` = (log10(1/N), N) shades the frequencies N tokens cannot resolve, on both axes."""
     a, b = as_1d(log10_a, "log10_a"), as_1d(log10_b, "log10_b")
     if a.shape != b.shape:
         raise ValueError(f"both checkpoints need the same latents, got {a.shape} and {b.shape}")
@@ -193,6 +215,8 @@ def plot_freq_vs_freq(
     joint.plot([lo, hi], [lo, hi], color=BASELINE_GREY, linestyle="--", linewidth=1.0, label="y = x")
     percent_hist(top, a, bins=bins, color=SEED_COLORS[0])
     percent_hist(right, b, bins=bins, color=SEED_COLORS[0], orientation="horizontal")
+    shade_unresolved(joint, resolution)
+    shade_unresolved(joint, resolution, axis="y", label=False)
     joint.set(xlabel=f"{label_a}: Freq (Log10)", ylabel=f"{label_b}: Freq (Log10)")
     joint.legend(loc="upper left")
     fig.suptitle(title or f"Frequencies for {label_a} and {label_b}")

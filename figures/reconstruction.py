@@ -9,7 +9,7 @@ from collections.abc import Mapping
 import numpy as np
 from matplotlib.axes import Axes
 
-from figures._draw import as_1d, axes_or_gca
+from figures._draw import as_1d, axes_or_gca, shade_unresolved
 from figures.style import RARE_LOG10, add_source, seed_color
 
 
@@ -19,10 +19,12 @@ def plot_loss_vs_floor(
     source: str,
     rare_log10: float | None = RARE_LOG10,
     title: str = "Scaled Reconstructed Loss vs minimum frequency checkpoint",
+    resolution: tuple[float, int] | None = None,
     ax: Axes | None = None,
 ) -> Axes:
     """One line per checkpoint: `curves[name] = (floors, score)`, floors in log10 frequency, score the zero-ablation loss
-    recovered as a fraction (drawn in percent). Points are sorted by floor."""
+    recovered as a fraction (drawn in percent). Points are sorted by floor. `resolution` = (log10(1/N), N) of the
+    frequencies shades the floors N tokens cannot tell apart (every floor below log10(1/N) keeps the same latents)."""
     ax = axes_or_gca(ax)
     if not curves:
         raise ValueError("curves needs at least one (floors, score) pair")
@@ -34,6 +36,7 @@ def plot_loss_vs_floor(
         ax.plot(x[order], 100.0 * y[order], marker="o", color=seed_color(i), label=name)
     if rare_log10 is not None:
         ax.axvline(rare_log10, color="0.6", linestyle="--", linewidth=1.0, label=f"rare threshold (1e{rare_log10:g})")
+    shade_unresolved(ax, resolution)
     ax.set(xlabel="Log freq floor", ylabel="% Loss Recovered", title=title)
     ax.legend(loc="lower left")
     add_source(ax, source)

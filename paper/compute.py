@@ -63,16 +63,23 @@ def frequencies(ctx: Context, run: str) -> FrequencyResult:
     )
 
 
-def _snapshots(ctx: Context) -> tuple[np.ndarray, np.ndarray]:
-    """(training tokens, log10(freq + 10^-6.5)) of the first run's snapshots: stored ones, or checkpoints measured now."""
+def _snapshots(ctx: Context) -> tuple[np.ndarray, np.ndarray, int]:
+    """(training tokens, log10(freq + 10^-6.5), tokens each frequency was measured on, 0 if unknown) of the first run's
+    snapshots: stored ones, or checkpoints measured now on the source's tokens."""
     src = ctx.source
     if src.checkpoints is not None:
         measured = {int(k.removeprefix("ckpt_")): r for k, r in model_frequencies(ctx).items() if k.startswith("ckpt_")}
         tokens = sorted(measured)
-        return np.array(tokens), np.stack([log10_freq(measured[t].freq).numpy() for t in tokens])
+        logs = np.stack([log10_freq(measured[t].freq).numpy() for t in tokens])
+        return np.array(tokens), logs, measured[tokens[0]].n_tokens
     if src.snapshots is None:
         raise Skip("this source has no frequency snapshots")
-    return src.snapshots()
+    return (*src.snapshots(), 0)
+
+
+def resolution(n_tokens: int) -> tuple[float, int] | None:
+    """(log10(1/N), N): the smallest frequency a sample of N tokens resolves (REPLICATION.md §8); None when N is unknown."""
+    return (float(-np.log10(n_tokens)), int(n_tokens)) if n_tokens > 0 else None
 
 
 def eval_tokens(ctx: Context) -> Any:
@@ -161,14 +168,15 @@ def phase(ctx: Context) -> dict[str, np.ndarray]:
     """Frequency snapshots of the first run over training: histograms, ULF share and median, changepoint (§6.2, §9.8)."""
 
     def compute() -> dict[str, Any]:
-        tokens, logs = _snapshots(ctx)  # as log10(freq + 10^-6.5) (trainers.log; the hub path too)
+        tokens, logs, n_measured = _snapshots(ctx)  # as log10(freq + 10^-6.5) (trainers.log; the hub path too)
         snap = snapshots_from_log10(tokens, logs, source=ctx.label(), eps=LOG_FREQ_EPS)
         hist, ulf = log_freq_histograms(snap.freq), ulf_fraction_over_time(snap.freq)
         cp = changepoint(snap.tokens, ulf)
         return {"tokens": snap.tokens.numpy(), "log10_freq": log10_freq(snap.freq).numpy(), "edges": hist.edges.numpy(),
                 "percent": hist.percent.numpy(), "ulf_fraction": ulf.numpy(),
                 "ulf_median_log10": log10_freq(ulf_median_over_time(snap.freq)).numpy(), "changepoint_tokens": cp.tokens,
-                "changepoint_index": cp.index, "ulf_before": cp.before, "ulf_after": cp.after}  # fmt: skip
+                "changepoint_index": cp.index, "ulf_before": cp.before, "ulf_after": cp.after,
+                "n_tokens": n_measured}  # fmt: skip
 
     return ctx.cache.arrays("phase", compute)
 

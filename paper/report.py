@@ -83,10 +83,16 @@ def _lookup(results: dict[str, Any], path: str, unit: str) -> str:
     return _format((results.get(section) or {}).get(key), unit)
 
 
+def _resolvable(n_tokens: int | None) -> str:
+    """', smallest resolvable frequency 1/N = ...' for frequencies measured on N tokens (REPLICATION.md §8)."""
+    return f" (smallest resolvable frequency 1/N = {1 / n_tokens:.2g}; rarer latents read as dead)" if n_tokens else ""
+
+
 def write_report(results: dict[str, Any], path: Path) -> None:
     """report.md: the source, every REPORT_ROWS number beside the post's value, and each figure's status."""
     src = results["source"]
-    frequency_sources = "; ".join(f"{r}: {s.get('frequency_source', 'n/a')}" for r, s in results["runs"].items())
+    frequency_sources = "; ".join(f"{r}: {s.get('frequency_source', 'n/a')}{_resolvable(s.get('n_freq_tokens'))}"
+                                  for r, s in results["runs"].items())  # fmt: skip
     lines = [f"# Replication report: {src['label']}", "", f"**Source:** {src['label']} — {src['note']}. Frequencies: "
              f"{frequency_sources}.", ""]  # fmt: skip
     if src["kind"] != "hub":
