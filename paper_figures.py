@@ -46,6 +46,7 @@ from paper.compute import (
     training_curves,
 )
 from paper.context import Context
+from paper.cost import say_cost
 from paper.report import collect_results, manifest, write_report
 from paper.sources import Skip
 from sae_analysis.io import SAELoadError
@@ -218,7 +219,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--source", choices=("auto", "demo", "hub"), default="auto", help="where checkpoints come from (default auto)")
     p.add_argument("--out", default="out", help="output folder (default out/)")
     p.add_argument("--only", nargs="+", metavar="NAME", choices=list(FIGURES), help="draw only these figures")
-    p.add_argument("--tokens", type=int, default=None, help="tokens for frequencies (default: demo 65536, hub 1638400)")
+    p.add_argument("--tokens", type=int, default=None,
+                   help="tokens for frequencies (default: demo 65536; hub 65536 on a CPU, 1638400 on a GPU)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
     p.add_argument("--smoke", action="store_true", help="every figure on synthetic checkpoints (fast; CI)")
     p.add_argument("--cache-dir", default=None, help="cache folder (default OUT/cache)")
@@ -271,6 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     except (Skip, SAELoadError, OSError) as err:
         print(f"paper_figures: no usable source: {err}", file=sys.stderr)
         return 2
+    cost = say_cost(ctx)  # before the first heavy step: measured rate, estimated time, the --tokens fitting ~10 min
     statuses = _previous_statuses(out, args.only)
     with use_style():
         for name in tqdm(args.only or list(FIGURES), desc="figures", unit="figure"):
@@ -278,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     results = collect_results(ctx, statuses)
     write_json(out / "results.json", results)
     write_report(results, out / "report.md")
-    write_json(out / "manifest.json", manifest(ctx, args, time.perf_counter() - start))
+    write_json(out / "manifest.json", manifest(ctx, args, time.perf_counter() - start) | {"cost_estimate": cost})
     drawn = sum(s["status"] == "drawn" for s in statuses.values())
     print(f"source: {ctx.info['label']} — {ctx.info['note']}")
     print(f"{drawn}/{len(statuses)} figures drawn in {time.perf_counter() - start:.0f} s -> {out.resolve()}")

@@ -12,7 +12,7 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +40,13 @@ DEFAULTS = {
     "hub": {"tokens": 1_638_400, "loss_seqs": 256, "batch_size": 32},
     "smoke": {"tokens": 32 * 16, "loss_seqs": 32, "batch_size": 32},
 }
-"""Per source: tokens for frequencies (hub: Neel's get_freqs(25)); sequences for the loss-based numbers (hub: Neel's
-all_tokens[:256], §9.7; demo: 64, because F6 runs one spliced forward per floor and must fit the 3-minute budget), which
-also serve the case studies; sequences per forward. `--tokens`, `--loss-seqs`, `--batch-size` override them."""
+"""Per source: tokens for frequencies (hub: Neel's get_freqs(25), CPU_HUB_TOKENS on a CPU); sequences for the loss-based
+numbers (hub: Neel's all_tokens[:256], §9.7; demo: 64, because F6 runs one spliced forward per floor and must fit the
+3-minute budget), which also serve the case studies; sequences per forward. `--tokens`, `--loss-seqs`, `--batch-size`
+override them."""
+CPU_HUB_TOKENS = 65_536
+"""The hub's default --tokens on a CPU (about ten minutes at full size on 2 cores, BENCHMARKS.md); on a GPU the default
+is Neel's 1,638,400. The run logs its estimated time before the heavy steps (paper.cost)."""
 
 
 class Skip(Exception):
@@ -68,7 +72,10 @@ class Source:
 
 
 def setting(args: argparse.Namespace, kind: str, name: str) -> int:
-    """A CLI value (`--tokens`, `--loss-seqs`, `--batch-size`), or this source kind's default (DEFAULTS)."""
+    """A CLI value (`--tokens`, `--loss-seqs`, `--batch-size`), or this source kind's default (DEFAULTS; hub tokens on a
+    CPU: CPU_HUB_TOKENS)."""
+    if kind == "hub" and name == "tokens" and not args.tokens and str(args.device).startswith("cpu"):
+        return CPU_HUB_TOKENS
     return getattr(args, name) or DEFAULTS[kind][name]
 
 
@@ -123,6 +130,7 @@ def load_hub(args: argparse.Namespace) -> Source:
     model = load_model("gelu-1l", device=args.device)
     tokens, token_prov = hub_eval_tokens(args, model, setting(args, "hub", "tokens"))
 
+    @cache
     def checkpoints() -> dict[int, Any]:
         """Run 1's F2 checkpoints by training tokens (§4.3); 25 is run1's own file, not loaded twice."""
         counts = [(c - 8) * 122_880_000 if c < 25 else 2_000_000_000 for c in HUB_CHECKPOINTS]
