@@ -51,7 +51,8 @@ def test_hub_token_default_depends_on_the_device_and_keys_the_cache(tmp_path):
     from paper.sources import CPU_HUB_TOKENS, DEFAULTS, setting
 
     cpu, gpu = pf.parse_args(["--source", "hub"]), pf.parse_args(["--source", "hub", "--device", "cuda:0"])
-    assert setting(cpu, "hub", "tokens") == CPU_HUB_TOKENS == 65_536 and setting(gpu, "hub", "tokens") == DEFAULTS["hub"]["tokens"]
+    assert setting(cpu, "hub", "tokens") == CPU_HUB_TOKENS == 65_536
+    assert setting(gpu, "hub", "tokens") == DEFAULTS["hub"]["tokens"]
     assert setting(pf.parse_args(["--source", "hub", "--tokens", "999"]), "hub", "tokens") == 999
     assert setting(cpu, "demo", "tokens") == DEFAULTS["demo"]["tokens"]
     folders = {Context(pf.parse_args(["--source", "hub", "--out", str(tmp_path), *a])).cache.folder.name
