@@ -26,8 +26,8 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
-from sae_analysis.io.errors import CorruptFileError, HubError, MissingFileError
-from sae_analysis.io.tokens import SEQ_LEN, TOKENS_REPO, _read_rows, _split_shards, download_dataset_file, reshape_rows
+from sae_analysis.io.errors import CorruptFileError
+from sae_analysis.io.tokens import SEQ_LEN, TOKENS_REPO, _read_rows, download_dataset_file, reshape_rows, split_shards
 
 DEFAULT_SEED = 0
 DEFAULT_SHARDS = 2
@@ -56,22 +56,6 @@ def _shape(path: Path, column: str) -> tuple[int, int]:
         raise CorruptFileError(f"{path} is not a readable parquet file ({e})") from None
     first = next(_read_rows(path, column), None)
     return n_rows, (0 if first is None else first.shape[1])
-
-
-def _listed(repo_id: str, revision: str | None, split: str) -> list[str]:
-    from sae_analysis.io.hub import hub_settings, list_files
-
-    names = _split_shards(list_files(repo_id, revision=revision, repo_type="dataset"), split)
-    if names:
-        return names
-    s = hub_settings()
-    if s.offline:
-        raise HubError(
-            f"dataset {repo_id}@{revision or 'main'} has no cached parquet shards of split {split!r} and HF_HUB_OFFLINE=1 "
-            f"forbids listing or downloading them: run once with network access (unset HF_HUB_OFFLINE) or pass "
-            f"--tokens-file; files are cached in {s.cache_dir}"
-        )
-    raise MissingFileError(f"dataset {repo_id}@{revision or 'main'} has no .parquet files of split {split!r}")
 
 
 def _take_rows(path: Path, column: str, wanted: np.ndarray) -> Tensor:
@@ -107,7 +91,7 @@ def sample_hub_tokens(
         raise ValueError(f"n_seq and n_shards must be >= 1, got {n_seq} and {n_shards}")
     chosen: list[tuple[str, Path, int]] = []
     per_row = 0
-    for name in shard_order(_listed(repo_id, revision, split), seed):
+    for name in shard_order(split_shards(repo_id, revision, split), seed):
         path = download_dataset_file(repo_id, name, revision=revision)
         n_rows, row_len = _shape(path, column)
         reshape_rows(torch.zeros(1, row_len, dtype=torch.long), seq_len)  # ValueError unless row_len is a multiple

@@ -59,19 +59,22 @@ def _split_shards(paths: list[str], split: str) -> list[str]:
     return sorted(p for p in paths if p.endswith(".parquet") and _in_split(p, split))
 
 
-def _list_cached(repo_id: str, revision: str | None, split: str, cache_dir: str) -> list[Path]:
-    """The split's parquet shards already in the local cache (offline mode); HubError when there are none."""
-    from sae_analysis.io.hub import cached_snapshot, list_files
+def split_shards(repo_id: str, revision: str | None, split: str) -> list[str]:
+    """The parquet shards of `split` in name order: listed on the Hub online, in the cached snapshot offline. Raises
+    HubError offline when none is cached, MissingFileError online when the split has none."""
+    from sae_analysis.io.hub import hub_settings, list_files
 
-    snapshot = cached_snapshot(repo_id, revision, "dataset")
     shards = _split_shards(list_files(repo_id, revision=revision, repo_type="dataset"), split)
-    if snapshot is None or not shards:
+    s = hub_settings()
+    if not shards and s.offline:
         raise HubError(
             f"dataset {repo_id}@{revision or 'main'} has no cached parquet shards of split {split!r} and HF_HUB_OFFLINE=1 "
             f"forbids listing or downloading them: run once with network access (unset HF_HUB_OFFLINE) or pass "
-            f"--tokens-file; files are cached in {cache_dir}"
+            f"--tokens-file; files are cached in {s.cache_dir}"
         )
-    return [snapshot / p for p in shards]
+    if not shards:
+        raise MissingFileError(f"dataset {repo_id}@{revision or 'main'} has no .parquet files of split {split!r}")
+    return shards
 
 
 def download_dataset_file(repo_id: str, filename: str, *, revision: str | None = None) -> Path:
@@ -83,18 +86,7 @@ def download_dataset_file(repo_id: str, filename: str, *, revision: str | None =
 
 def _shard_paths(repo_id: str, revision: str | None, split: str) -> Iterator[Path]:
     """Local paths of the split's shards in name order; online, each is downloaded only when the caller asks for it."""
-    from sae_analysis.io.hub import hub_settings
-
-    s = hub_settings()
-    if s.offline:
-        yield from _list_cached(repo_id, revision, split, s.cache_dir)
-        return
-    from sae_analysis.io.hub import list_files
-
-    shards = _split_shards(list_files(repo_id, revision=revision, repo_type="dataset"), split)
-    if not shards:
-        raise MissingFileError(f"dataset {repo_id}@{revision or 'main'} has no .parquet files of split {split!r}")
-    for name in shards:
+    for name in split_shards(repo_id, revision, split):
         yield download_dataset_file(repo_id, name, revision=revision)
 
 
