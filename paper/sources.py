@@ -45,8 +45,8 @@ numbers (hub: Neel's all_tokens[:256], §9.7; demo: 64, because F6 runs one spli
 3-minute budget), which also serve the case studies; sequences per forward. `--tokens`, `--loss-seqs`, `--batch-size`
 override them."""
 CPU_HUB_TOKENS = 65_536
-"""The hub's default --tokens on a CPU (about ten minutes at full size on 2 cores, BENCHMARKS.md); on a GPU the default
-is Neel's 1,638,400. The run logs its estimated time before the heavy steps (paper.cost)."""
+"""The hub's default --tokens on a CPU (a 25x smaller frequency sample than Neel's; not yet timed at full size on an idle
+machine, BENCHMARKS.md); on a GPU the default is Neel's 1,638,400. The run logs its estimated time first (paper.cost)."""
 
 
 class Skip(Exception):
