@@ -27,7 +27,8 @@ def test_estimate_arithmetic_on_known_rates():
 def test_probe_measures_positive_rates(model, make_sae):
     sae = make_sae(64, 96, hook_name="blocks.0.mlp.hook_post")
     rates = probe_rates(model, sae, torch.randint(0, 50, (8, 16), generator=torch.Generator().manual_seed(0)))
-    assert set(rates) == {"hook_s", "encode_s", "tail_s"} and all(v > 0 for v in rates.values())
+    assert set(rates) == {"hook_s", "encode_s", "tail_s"} and rates["hook_s"] > 0 and rates["encode_s"] > 0
+    assert rates["tail_s"] >= 0  # a difference of two timings, clamped at 0: on a tiny model under load it can be 0
 
 
 def test_say_cost_logs_before_and_skips_when_cached(tmp_path, caplog):
