@@ -36,14 +36,17 @@ from paper.compute import (
     case_study,
     comparison,
     floor_curve,
+    frequencies,
     nonrare,
     phase,
     rare_cluster,
+    resolution,
     summary,
     table,
     training_curves,
 )
 from paper.context import Context
+from paper.cost import say_cost
 from paper.exhaustion import exhaustion_panels, planted_exhaustion_runs, read_exhaustion_runs
 from paper.inventory import FIGURES as INVENTORY
 from paper.plotting import single as _single
@@ -60,10 +63,16 @@ DATA_EXHAUSTED_TOKENS = 1_695_481_856
 
 
 # ----- figures: load -> compute -> plot (thresholds from sae_analysis via paper.plotting.thresholds) -------------------
+def _resolution(ctx: Context, run: str) -> tuple[float, int] | None:
+    """(log10(1/N), N) of a run's frequencies: what the frequency figures shade as unresolved."""
+    return resolution(frequencies(ctx, run).n_tokens)
+
+
 def f01_frequency_histogram(ctx: Context) -> Any:
     run = ctx.runs()[0]
     rare = thresholds().rare_log10
-    return _single(F.plot_frequency_histogram, table(ctx, run)["log10_freq"], rare_log10=rare, source=ctx.label(run))
+    return _single(F.plot_frequency_histogram, table(ctx, run)["log10_freq"], rare_log10=rare, source=ctx.label(run),
+                   resolution=_resolution(ctx, run))  # fmt: skip
 
 
 def f02_phase_transition(ctx: Context) -> Any:
@@ -79,6 +88,7 @@ def f02_phase_transition(ctx: Context) -> Any:
         markers=markers,
         log10_freq=p["log10_freq"],
         ulf_label=thresholds().rare_label,
+        resolution=resolution(int(p.get("n_tokens", 0))),
         source=ctx.label(ctx.runs()[0]),
     )
 
@@ -88,12 +98,14 @@ def f03_freq_vs_freq(ctx: Context) -> Any:
     p = phase(ctx)
     i = int(p["changepoint_index"])
     a, b = (f"checkpoint at {F.style.tokens_text(p['tokens'][j])} tokens" for j in (i - 1, i))
-    return F.plot_freq_vs_freq(p["log10_freq"][i - 1], p["log10_freq"][i], label_a=a, label_b=b, source=ctx.label(ctx.runs()[0]))
+    return F.plot_freq_vs_freq(p["log10_freq"][i - 1], p["log10_freq"][i], label_a=a, label_b=b, source=ctx.label(ctx.runs()[0]),
+                               resolution=resolution(int(p.get("n_tokens", 0))))  # fmt: skip
 
 
 def f06_loss_vs_floor(ctx: Context) -> Any:
     curves = {f"{run} final": (c["floor"], c["score_zero"]) for run in ctx.runs() for c in [floor_curve(ctx, run)]}
-    return _single(F.plot_loss_vs_floor, curves, rare_log10=thresholds().rare_log10, source=ctx.label())
+    return _single(F.plot_loss_vs_floor, curves, rare_log10=thresholds().rare_log10, source=ctx.label(),
+                   resolution=_resolution(ctx, ctx.runs()[0]))  # fmt: skip
 
 
 def f07_rare_directions(ctx: Context) -> Any:
@@ -251,15 +263,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--only", nargs="+", metavar="NAME", choices=list(FIGURES), help="draw only these figures")
     p.add_argument("--tokens", type=int, default=None,
                    help="count frequencies on this many tokens (default: demo: use those stored with its SAEs, counted on "
-                        "the whole held-out split; else 65536; hub 1638400)")
+                        "the whole held-out split; smoke 512; hub 65536 on a CPU, 1638400 on a GPU)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
     p.add_argument("--smoke", action="store_true", help="every figure on synthetic checkpoints (fast; CI)")
     p.add_argument("--cache-dir", default=None, help="cache folder (default OUT/cache)")
-    p.add_argument(
-        "--tokens-file",
-        default=None,
-        help="hub: .npy/.pt int array [n_seq, seq_len] of gelu-1l tokens (default: download c4-code shards)",
-    )
+    p.add_argument("--tokens-file", default=None,
+                   help="hub: .npy/.pt int array [n_seq, seq_len] of gelu-1l tokens (default: a seeded sample of c4-code "
+                        "shards; the manifest records the file's sha256)")
+    p.add_argument("--token-seed", type=int, default=None, help="hub: seed of the evaluation-token sample (default 0)")
+    p.add_argument("--token-shards", type=int, default=None, help="hub: dataset shards the sample spreads over (default 2)")
     p.add_argument("--revision", default=None, help="hub: revision of NeelNanda/sparse_autoencoder to pin")
     p.add_argument("--batch-size", type=int, default=None, help="sequences per model forward (default: demo 64, hub 32)")
     p.add_argument("--loss-seqs", type=int, default=None, help="sequences for losses and case studies (demo 64, hub 256)")
@@ -313,6 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     except (Skip, SAELoadError, OSError) as err:
         print(f"paper_figures: no usable source: {err}", file=sys.stderr)
         return 2
+    cost = say_cost(ctx)  # before the first heavy step: measured rate, estimated time, the --tokens fitting ~10 min
     statuses = _previous_statuses(out, args.only)
     with use_style():
         for name in tqdm(args.only or list(FIGURES), desc="figures", unit="figure"):
@@ -320,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     results = collect_results(ctx, statuses)
     write_json(out / "results.json", results)
     write_report(results, out / "report.md")
-    write_json(out / "manifest.json", manifest(ctx, args, time.perf_counter() - start))
+    write_json(out / "manifest.json", manifest(ctx, args, time.perf_counter() - start) | {"cost_estimate": cost})
     drawn = sum(s["status"] == "drawn" for s in statuses.values())
     print(f"source: {ctx.info['label']} — {ctx.info['note']}")
     print(f"{drawn}/{len(statuses)} figures drawn in {time.perf_counter() - start:.0f} s -> {out.resolve()}")

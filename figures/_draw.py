@@ -163,3 +163,22 @@ def scatter_within(ax: Axes, groups: Sequence[tuple[np.ndarray, np.ndarray, dict
     ax.set_xlim(xlim[0] - pad * (xlim[1] - xlim[0]), xlim[1] + pad * (xlim[1] - xlim[0]))
     ax.set_ylim(ylim[0] - pad * (ylim[1] - ylim[0]), ylim[1] + pad * (ylim[1] - ylim[0]))
     return xlim, ylim
+
+
+def shade_unresolved(ax: Axes, resolution: tuple[float, int] | None, *, axis: str = "x", label: bool = True) -> None:
+    """Grey the log10 frequencies below log10(1/N), which a sample of N tokens cannot resolve (a latent that fires
+    less often than once in the sample reads as 0). `resolution` = (log10(1/N), N), from the caller; None draws nothing."""
+    if resolution is None:
+        return
+    from figures.style import tokens_text
+
+    floor, n = resolution
+    text = f"below 1/N, N = {tokens_text(n)} tokens: not resolved" if label else None
+    if axis == "x":
+        lo, hi = ax.get_xlim()
+        ax.axvspan(min(lo, floor), floor, color=BASELINE_GREY, alpha=0.15, linewidth=0, label=text)
+        ax.set_xlim(lo, hi)
+    else:
+        lo, hi = ax.get_ylim()
+        ax.axhspan(min(lo, floor), floor, color=BASELINE_GREY, alpha=0.15, linewidth=0, label=text)
+        ax.set_ylim(lo, hi)

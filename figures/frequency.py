@@ -14,7 +14,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure, SubFigure
 
-from figures._draw import as_1d, axes_or_gca, box_marginal, draw_boxes, finite, percent_hist, reference_vline
+from figures._draw import as_1d, axes_or_gca, box_marginal, draw_boxes, finite, percent_hist, reference_vline, shade_unresolved
 from figures._layout import place_legend, set_suptitle, set_title
 from figures.style import (
     BASELINE_GREY,
@@ -39,10 +39,12 @@ def plot_frequency_histogram(
     bins: int = 100,
     rare_log10: float | None = None,
     title: str = "Frequencies for Final Checkpoint",
+    resolution: tuple[float, int] | None = None,
     ax: Axes | None = None,
 ) -> Axes:
     """F1: percent of latents per log10-frequency bin; with `rare_log10` (the caller's rare threshold, log10 of a
-    frequency), that threshold marked and the share below it in the legend."""
+    frequency), that threshold marked and the share below it in the legend. `resolution` = (log10(1/N), N) shades the
+    frequencies N tokens cannot resolve."""
     ax = axes_or_gca(ax)
     values = as_1d(log10_freq, "log10_freq")
     percent_hist(ax, values, bins=bins, color=SEED_COLORS[0])
@@ -50,9 +52,10 @@ def plot_frequency_histogram(
         kept = finite(values)
         share = 100.0 * np.mean(kept < rare_log10) if len(kept) else float("nan")
         reference_vline(ax, rare_log10, f"freq < {freq_text(10**rare_log10)}: {share:.1f}% of latents", color=RARE_COLOR)
+    shade_unresolved(ax, resolution)
     ax.set(xlabel="Freq (Log10)", ylabel="Percent of latents")
     set_title(ax, title)
-    if rare_log10 is not None:
+    if rare_log10 is not None or resolution is not None:
         place_legend(ax)
     add_source(ax, source)
     return ax
@@ -74,6 +77,7 @@ def plot_frequency_histograms(
     source: str,
     log10_freq: np.ndarray | None = None,
     title: str = "Frequencies for checkpoints",
+    resolution: tuple[float, int] | None = None,
     ax: Axes | None = None,
 ) -> Axes:
     """F2 (left): one outline per checkpoint, coloured by training tokens, with a colour bar. `percent[s]` is the percent
@@ -92,6 +96,10 @@ def plot_frequency_histograms(
         if per_ckpt.ndim != 2 or per_ckpt.shape[0] != len(tokens_arr):
             raise ValueError(f"log10_freq must be [n_checkpoints={len(tokens_arr)}, d_sae], got {per_ckpt.shape}")
         box_marginal(ax, list(per_ckpt), colors)
+    shade_unresolved(ax, resolution)
+    if resolution is not None:  # the checkpoints are named by the colour bar; the legend names only the shading
+        handles, labels = ax.get_legend_handles_labels()
+        ax.legend(handles[-1:], labels[-1:], loc="upper left")
     ax.figure.colorbar(mappable, ax=ax, label="million tokens")
     ax.set(xlabel="Freq (Log10)", ylabel="Percent of latents")
     set_title(ax, title)
@@ -109,11 +117,13 @@ def plot_phase_curve(
     markers: Mapping[str, float] | None = None,
     ulf_label: str = "rare",
     title: str = "Ultra-low-frequency cluster over training",
+    resolution: tuple[float, int] | None = None,
     ax: Axes | None = None,
 ) -> Axes:
     """F2 (right): the ULF fraction (percent, left axis) and optionally the ULF median log frequency (right axis) against
     tokens, with the estimated changepoint and named reference token counts (e.g. the data-exhaustion hypothesis).
-    `ulf_label` names the caller's ULF cut, e.g. 'freq < 1e-4'."""
+    `ulf_label` names the caller's ULF cut, e.g. 'freq < 1e-4'. With `resolution` = (log10(1/N), N), medians below
+    log10(1/N) are not drawn (a sample of N tokens cannot tell them from 0) and that band of the right axis is shaded."""
     ax = legend_ax = axes_or_gca(ax)
     millions = as_1d(tokens, "tokens") / 1e6
     ax.plot(
@@ -123,7 +133,13 @@ def plot_phase_curve(
     set_title(ax, title)
     if median_log10_freq is not None:
         twin = ax.twinx()
-        twin.plot(millions, as_1d(median_log10_freq, "median_log10_freq"), marker="s", color=ENC_COLOR, label="ULF median freq")
+        median = as_1d(median_log10_freq, "median_log10_freq")
+        if resolution is not None:
+            median = np.where(median < resolution[0], np.nan, median)
+            shown = [resolution[0], *finite(median).tolist()]
+            twin.set_ylim(min(shown) - 0.5, max(shown) + 0.5)
+        twin.plot(millions, median, marker="s", color=ENC_COLOR, label="ULF median freq")
+        shade_unresolved(twin, resolution, axis="y")
         twin.set_ylabel("Median ULF freq (Log10)")
         twin.grid(False)
         twin.spines["right"].set_visible(True)
@@ -158,13 +174,14 @@ def plot_phase_transition(
     markers: Mapping[str, float] | None = None,
     log10_freq: np.ndarray | None = None,
     ulf_label: str = "rare",
+    resolution: tuple[float, int] | None = None,
     fig: Figure | SubFigure | None = None,
 ) -> Figure | SubFigure:
     """F2 as one page: histograms across checkpoints (left; with a box per checkpoint when `log10_freq` is given) and the
-    ULF curve with its changepoint (right)."""
+    ULF curve with its changepoint (right); `resolution` = (log10(1/N), N) of the frequencies, when measured on N tokens."""
     fig = ensure_figure(fig, WIDE)
     left, right = fig.subplots(1, 2)
-    plot_frequency_histograms(edges, percent, tokens, source=source, log10_freq=log10_freq, ax=left)
+    plot_frequency_histograms(edges, percent, tokens, source=source, log10_freq=log10_freq, resolution=resolution, ax=left)
     plot_phase_curve(
         tokens,
         ulf_fraction,
@@ -173,6 +190,7 @@ def plot_phase_transition(
         changepoint=changepoint,
         markers=markers,
         ulf_label=ulf_label,
+        resolution=resolution,
         ax=right,
     )
     return fig
@@ -188,11 +206,13 @@ def plot_freq_vs_freq(
     title: str | None = None,
     bins: int = 50,
     marginal: str = "hist",
+    resolution: tuple[float, int] | None = None,
     fig: Figure | SubFigure | None = None,
 ) -> Figure | SubFigure:
     """F3-F5: per-latent log frequency in checkpoint B against checkpoint A, the y = x line, and marginal histograms
     (`marginal="hist"`) or box plots (`"box"`, the post's). A resampled index holds a different latent after the reset
-    (REPLICATION.md §9.8), so off-diagonal points mix both."""
+    (REPLICATION.md §9.8), so off-diagonal points mix both. `resolution` = (log10(1/N), N) shades the frequencies N tokens
+    cannot resolve, on both axes."""
     a, b = as_1d(log10_a, "log10_a"), as_1d(log10_b, "log10_b")
     if a.shape != b.shape:
         raise ValueError(f"both checkpoints need the same latents, got {a.shape} and {b.shape}")
@@ -211,6 +231,8 @@ def plot_freq_vs_freq(
         percent_hist(right, b, bins=bins, color=SEED_COLORS[0], orientation="horizontal")
     else:
         raise ValueError(f"marginal must be 'hist' or 'box', got {marginal!r}")
+    shade_unresolved(joint, resolution)
+    shade_unresolved(joint, resolution, axis="y", label=False)
     joint.set(xlabel=f"{label_a}: Freq (Log10)", ylabel=f"{label_b}: Freq (Log10)")
     set_suptitle(fig, title or f"Frequencies for {label_a} and {label_b}")
     place_legend(joint, outside="corner", markerscale=3)

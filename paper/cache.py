@@ -19,6 +19,10 @@ class Cache:
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
 
+    def has(self, name: str) -> bool:
+        """Whether `name` is cached (as arrays or as numbers)."""
+        return (self.folder / f"{name}.npz").exists() or (self.folder / f"{name}.json").exists()
+
     def arrays(self, name: str, compute: Callable[[], dict[str, Any]]) -> dict[str, np.ndarray]:
         path = self.folder / f"{name}.npz"
         if path.exists():

@@ -12,7 +12,7 @@ from paper.context import Context
 from paper.sources import Skip
 from sae_analysis import case_study as cs
 from sae_analysis.baselines import baseline_kurtosis, baseline_neuron_sparsity
-from sae_analysis.frequency import FrequencyResult, latent_frequencies
+from sae_analysis.frequency import FrequencyResult, latent_frequencies_many
 from sae_analysis.metrics import LOG_FREQ_EPS, RARE_FREQ, log10_freq
 from sae_analysis.phase import (
     changepoint,
@@ -21,7 +21,7 @@ from sae_analysis.phase import (
     ulf_fraction_over_time,
     ulf_median_over_time,
 )
-from sae_analysis.reconstruction import ReconstructionLosses, loss_vs_frequency_floor, reconstruction_losses
+from sae_analysis.reconstruction import ReconstructionLosses, sae_losses
 from sae_analysis.sparsity import class_names
 from sae_analysis.table import compare_summary, feature_table, summarize
 from sae_analysis.ulf import ulf_cluster, ulf_mask
@@ -38,24 +38,62 @@ def nonrare(t: dict[str, np.ndarray]) -> np.ndarray:
     return t["frequency"] >= RARE_FREQ
 
 
+def _freq_arrays(r: FrequencyResult) -> dict[str, Any]:
+    return {"freq": r.freq.numpy(), "counts": r.counts.numpy(), "n_tokens": r.n_tokens, "l0": r.l0, "source": r.source}
+
+
+def model_frequencies(ctx: Context) -> dict[str, FrequencyResult]:
+    """Frequencies, on the source's tokens, of every SAE whose frequencies are not cached yet: the runs' final SAEs and,
+    when F2 needs them (source with checkpoints, phase not cached), each checkpoint ("ckpt_TOKENS"). One model forward
+    per batch for all of them (`latent_frequencies_many`); computed once per run of the script."""
+    if "frequencies" not in ctx.memo:
+        src = ctx.source
+        stored = {} if ctx.args.tokens else src.stored_freq
+        saes = {f"freq_{run}": src.saes[run] for run in ctx.runs() if run not in stored and not ctx.cache.has(f"freq_{run}")}
+        if src.checkpoints is not None and not ctx.cache.has("phase"):
+            saes |= {f"ckpt_{t}": sae for t, sae in src.checkpoints().items()}
+        batch = ctx.setting("batch_size")
+        found = latent_frequencies_many(src.model, saes, src.tokens, batch_size=batch, progress=True) if saes else {}
+        ctx.memo["frequencies"] = found
+    return ctx.memo["frequencies"]
+
+
 def frequencies(ctx: Context, run: str) -> FrequencyResult:
     """`FrequencyResult` of a run's final SAE: stored with it on a recorded token count (the demo: the whole held-out
-    split), unless --tokens asks for a count on the source's tokens (§8 get_freqs)."""
+    split), unless --tokens asks for a count on the source's tokens (§8 get_freqs; one model pass for every SAE that
+    needs one, `model_frequencies`)."""
 
     def compute() -> dict[str, Any]:
-        src = ctx.source
-        r = None if ctx.args.tokens else src.stored_freq.get(run)
+        r = None if ctx.args.tokens else ctx.source.stored_freq.get(run)
         if r is not None:  # counted at build time on the whole held-out split (no per-block counts stored)
-            return {"freq": r.freq.numpy(), "counts": r.counts.numpy(), "n_tokens": r.n_tokens, "l0": r.l0, "source": r.source}
-        r = latent_frequencies(src.model, src.saes[run], src.tokens, batch_size=ctx.setting("batch_size"), progress=True)
-        return {"freq": r.freq.numpy(), "counts": r.counts.numpy(), "n_tokens": r.n_tokens, "l0": r.l0, "source": r.source,
-                "block_counts": r.block_counts.numpy(), "block_tokens": r.block_tokens.numpy()}  # fmt: skip
+            return _freq_arrays(r)
+        r = model_frequencies(ctx)[f"freq_{run}"]
+        return _freq_arrays(r) | {"block_counts": r.block_counts.numpy(), "block_tokens": r.block_tokens.numpy()}
 
     d = ctx.cache.arrays(f"freq_{run}", compute)
     blocks = [torch.from_numpy(d[k]) if k in d else None for k in ("block_counts", "block_tokens")]  # older caches lack them
     return FrequencyResult(
         torch.from_numpy(d["freq"]), torch.from_numpy(d["counts"]), int(d["n_tokens"]), float(d["l0"]), str(d["source"]), *blocks
     )
+
+
+def _snapshots(ctx: Context) -> tuple[np.ndarray, np.ndarray, int]:
+    """(training tokens, log10(freq + 10^-6.5), tokens each frequency was measured on, 0 if unknown) of the first run's
+    snapshots: stored ones, or checkpoints measured now on the source's tokens."""
+    src = ctx.source
+    if src.checkpoints is not None:
+        measured = {int(k.removeprefix("ckpt_")): r for k, r in model_frequencies(ctx).items() if k.startswith("ckpt_")}
+        tokens = sorted(measured)
+        logs = np.stack([log10_freq(measured[t].freq).numpy() for t in tokens])
+        return np.array(tokens), logs, measured[tokens[0]].n_tokens
+    if src.snapshots is None:
+        raise Skip("this source has no frequency snapshots")
+    return (*src.snapshots(), 0)
+
+
+def resolution(n_tokens: int) -> tuple[float, int] | None:
+    """(log10(1/N), N): the smallest frequency a sample of N tokens resolves (REPLICATION.md §8); None when N is unknown."""
+    return (float(-np.log10(n_tokens)), int(n_tokens)) if n_tokens > 0 else None
 
 
 def eval_tokens(ctx: Context) -> Any:
@@ -89,12 +127,22 @@ def baselines(ctx: Context, run: str) -> dict[str, np.ndarray]:
     return ctx.cache.arrays(f"baselines_{run}", compute)
 
 
+def _loss_pass(ctx: Context, run: str) -> tuple[ReconstructionLosses, Any]:
+    """(reconstruction losses, loss-vs-floor table) of a run on the evaluation sequences, from one pass (`sae_losses`: the
+    clean forward up to the MLP once per batch); computed once per run of the script for its two cached users."""
+    if f"losses_{run}" not in ctx.memo:
+        src = ctx.source
+        ctx.memo[f"losses_{run}"] = sae_losses(
+            src.model, src.saes[run], eval_tokens(ctx), frequencies(ctx, run).freq, batch_size=ctx.setting("batch_size")
+        )
+    return ctx.memo[f"losses_{run}"]
+
+
 def losses(ctx: Context, run: str) -> ReconstructionLosses:
     """Clean / spliced / ablated losses of a run on the evaluation sequences, with each sequence's summed losses (§8)."""
 
     def compute() -> dict[str, Any]:
-        src = ctx.source
-        r = reconstruction_losses(src.model, src.saes[run], eval_tokens(ctx), batch_size=ctx.setting("batch_size"))
+        r = _loss_pass(ctx, run)[0]
         return {k: getattr(r, k) for k in ReconstructionLosses._fields if k != "per_seq"} | {
             f"per_seq_{k}": v.numpy() for k, v in (r.per_seq or {}).items()}  # fmt: skip
 
@@ -170,10 +218,7 @@ def floor_curve(ctx: Context, run: str) -> dict[str, np.ndarray]:
     """Loss recovered keeping latents above each frequency floor (§9.7), on the same checkpoint's frequencies."""
 
     def compute() -> dict[str, Any]:
-        src = ctx.source
-        df = loss_vs_frequency_floor(
-            src.model, src.saes[run], eval_tokens(ctx), frequencies(ctx, run).freq, batch_size=ctx.setting("batch_size")
-        )
+        df = _loss_pass(ctx, run)[1]
         return {c: df[c].to_numpy() for c in df.columns}
 
     return ctx.cache.arrays(f"floor_{run}", compute)
@@ -183,16 +228,15 @@ def phase(ctx: Context) -> dict[str, np.ndarray]:
     """Frequency snapshots of the first run over training: histograms, ULF share and median, changepoint (§6.2, §9.8)."""
 
     def compute() -> dict[str, Any]:
-        if ctx.source.snapshots is None:
-            raise Skip("this source has no frequency snapshots")
-        tokens, logs = ctx.source.snapshots()  # stored as log10(freq + 10^-6.5) (sae_analysis.io.runs; the hub path too)
+        tokens, logs, n_measured = _snapshots(ctx)  # as log10(freq + 10^-6.5) (sae_analysis.io.runs; the hub path too)
         snap = snapshots_from_log10(tokens, logs, source=ctx.label(), eps=LOG_FREQ_EPS)
         hist, ulf = log_freq_histograms(snap.freq), ulf_fraction_over_time(snap.freq)
         cp = changepoint(snap.tokens, ulf)
         return {"tokens": snap.tokens.numpy(), "log10_freq": log10_freq(snap.freq).numpy(), "edges": hist.edges.numpy(),
                 "percent": hist.percent.numpy(), "ulf_fraction": ulf.numpy(),
                 "ulf_median_log10": log10_freq(ulf_median_over_time(snap.freq)).numpy(), "changepoint_tokens": cp.tokens,
-                "changepoint_index": cp.index, "ulf_before": cp.before, "ulf_after": cp.after}  # fmt: skip
+                "changepoint_index": cp.index, "ulf_before": cp.before, "ulf_after": cp.after,
+                "n_tokens": n_measured}  # fmt: skip
 
     return ctx.cache.arrays("phase", compute)
 

@@ -19,9 +19,12 @@ class Context:
     def __init__(self, args: argparse.Namespace):
         self.args = args
         self.kind = "smoke" if args.smoke else args.source
-        self.cache = Cache(Path(args.cache_dir or Path(args.out) / "cache") / f"{self.kind}-{args.tokens or 'default'}")
+        default = "default-" + str(args.device).split(":")[0]  # the hub's default token count depends on the device
+        self.cache = Cache(Path(args.cache_dir or Path(args.out) / "cache") / f"{self.kind}-{args.tokens or default}")
         self._source: sources.Source | None = None
         self.note = ""
+        self.memo: dict[str, Any] = {}
+        """Results shared by several cached computations within this run (e.g. one frequency pass for every SAE)."""
 
     @property
     def source(self) -> sources.Source:

@@ -11,7 +11,7 @@ import numpy as np
 import figures as F
 from figures.case_study import visible
 from figures.style import tokens_text
-from paper.compute import baselines, nonrare, phase, rare_cluster, table
+from paper.compute import baselines, nonrare, phase, rare_cluster, resolution, table
 from paper.compute_inventory import by_commonness, rare_tokens, snapshot_pair, w_out_spectrum
 from paper.context import Context
 from paper.plotting import single, thresholds
@@ -37,7 +37,8 @@ def checkpoint_vs_final(ctx: Context, checkpoint: int) -> Any:
         title = (f"Frequencies at {ta} and {tb} tokens\n(stand-ins for checkpoints {checkpoint} and {RUN1_FINAL}: "
                  f"the snapshot nearest {share:.1%} of training, and the last)")  # fmt: skip
     return F.plot_freq_vs_freq(p["log10_freq"][a], p["log10_freq"][b], label_a=label_a, label_b=label_b, title=title,
-                               marginal="box", source=ctx.label(ctx.runs()[0]) + ", frequency snapshots")  # fmt: skip
+                               marginal="box", resolution=resolution(int(p.get("n_tokens", 0))),
+                               source=ctx.label(ctx.runs()[0]) + ", frequency snapshots")  # fmt: skip
 
 
 def rare_scatter(ctx: Context, key: str) -> Any:

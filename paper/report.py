@@ -4,12 +4,10 @@ value, REPLICATION.md §11) and manifest.json (git commit, library versions, sou
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +18,7 @@ from paper.compute import comparison, intervals, phase, summary
 from paper.context import Context
 from paper.published import PUBLISHED, Published
 from paper.sources import Skip
+from sae_analysis.io.provenance import stamp
 
 RESULT_KEYS: dict[str, str] = {
     "source": "kind ('demo' | 'hub' | 'smoke'), label, note (why this source was used), n_tokens, n_seqs, provenance per run",
@@ -120,10 +119,16 @@ def _finite(x: Any) -> bool:
     return x is not None and bool(np.isfinite(x))
 
 
+def _resolvable(n_tokens: int | None) -> str:
+    """', smallest resolvable frequency 1/N = ...' for frequencies measured on N tokens (REPLICATION.md §8)."""
+    return f" (smallest resolvable frequency 1/N = {1 / n_tokens:.2g}; rarer latents read as dead)" if n_tokens else ""
+
+
 def write_report(results: dict[str, Any], path: Path) -> None:
     """report.md: the source, every PUBLISHED value beside our number (with its 95% interval), and each figure's status."""
     src = results["source"]
-    frequency_sources = "; ".join(f"{r}: {s.get('frequency_source', 'n/a')}" for r, s in results["runs"].items())
+    frequency_sources = "; ".join(f"{r}: {s.get('frequency_source', 'n/a')}{_resolvable(s.get('n_freq_tokens'))}"
+                                  for r, s in results["runs"].items())  # fmt: skip
     lines = [f"# Replication report: {src['label']}", "", f"**Source:** {src['label']} — {src['note']}. Frequencies: "
              f"{frequency_sources}.", ""]  # fmt: skip
     if src["kind"] != "hub":
@@ -145,25 +150,10 @@ def write_report(results: dict[str, Any], path: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def _version(name: str) -> str | None:
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return None
-
-
 def manifest(ctx: Context, args: argparse.Namespace, seconds: float) -> dict[str, Any]:
     """The command, git commit, Python and library versions, the source's provenance and the run's duration."""
     return {"command": [Path(sys.argv[0]).name, *(sys.argv[1:] if args.argv is None else args.argv)],
-            "git_commit": _git("rev-parse", "HEAD"), "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
-            "python": sys.version.split()[0], "versions": {name: _version(name) for name in PACKAGES}, "source": ctx.info,
-            "tokens_arg": args.tokens, "seconds": round(seconds, 1), "created_unix": int(time.time())}  # fmt: skip
+            **stamp(PACKAGES, cwd=Path(__file__).resolve().parent), "source": ctx.info, "tokens_arg": args.tokens,
+            "seconds": round(seconds, 1), "created_unix": int(time.time())}  # fmt: skip
 
 
-def _git(*argv: str) -> str:
-    """Output of a git command in this checkout, or '' where git or the repository is missing."""
-    try:
-        done = subprocess.run(["git", *argv], cwd=Path(__file__).resolve().parent, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return ""
-    return done.stdout.strip() if done.returncode == 0 else ""

@@ -11,7 +11,8 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import partial
+from functools import cache, partial
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,12 +20,13 @@ import pandas as pd
 import torch
 
 from sae_analysis import SAE, SAEConfig
-from sae_analysis.frequency import FrequencyResult, frequencies_from_log10, latent_frequencies
+from sae_analysis.frequency import FrequencyResult, frequencies_from_log10
 from sae_analysis.io import SAELoadError, demo_dir, load_model, load_sae
 from sae_analysis.io.demo import BOS_TOKEN, demo_tokens
+from sae_analysis.io.provenance import array_digest, digest
 from sae_analysis.io.runs import read_frequency_snapshots, read_metrics
-from sae_analysis.io.tokens import SEQ_LEN, hub_tokens, load_token_file
-from sae_analysis.metrics import log10_freq
+from sae_analysis.io.token_sample import DEFAULT_SEED, DEFAULT_SHARDS, sample_hub_tokens
+from sae_analysis.io.tokens import SEQ_LEN, load_token_file
 
 log = logging.getLogger(__name__)
 HUB_REPO = "NeelNanda/sparse_autoencoder"
@@ -40,6 +42,9 @@ def checkpoint_tokens(c: int) -> int:
     return (c - 8) * 122_880_000 if c < RUN1_FINAL else 2_000_000_000
 
 
+Decode = Callable[[Any], list[str]]
+"""Every source's decode contract: a 1-D sequence of token ids (torch tensor, numpy array or list of ints) -> one string
+per id, in order."""
 RUNS = {"demo": ("seed1", "seed2"), "hub": ("run1", "run2"), "smoke": ("seed1", "seed2"), "planted": ("run1", "run2")}
 DEFAULTS = {
     "demo": {"tokens": 512 * 128, "loss_seqs": 64, "batch_size": 64},
@@ -47,10 +52,14 @@ DEFAULTS = {
     "smoke": {"tokens": 32 * 16, "loss_seqs": 32, "batch_size": 32},
     "planted": {"tokens": 64 * 32, "loss_seqs": 16, "batch_size": 16, "d_in": 2048, "d_sae": 16384},
 }
-"""Per source: tokens for frequencies (hub: Neel's get_freqs(25)); sequences for the loss-based numbers (hub: Neel's
-all_tokens[:256], §9.7; demo: 64, because F6 runs one spliced forward per floor and must fit the 3-minute budget), which
-also serve the case studies; sequences per forward. `--tokens`, `--loss-seqs`, `--batch-size` override them. The planted
-source (paper/planted.py) also takes its SAE shape from here: the published 2048 x 16384 unless a test shrinks d_in."""
+"""Per source: tokens for frequencies (hub: Neel's get_freqs(25), CPU_HUB_TOKENS on a CPU); sequences for the loss-based
+numbers (hub: Neel's all_tokens[:256], §9.7; demo: 64, because F6 runs one spliced forward per floor and must fit the
+3-minute budget), which also serve the case studies; sequences per forward. `--tokens`, `--loss-seqs`, `--batch-size`
+override them. The planted source (paper/planted.py) also takes its SAE shape from here: the published 2048 x 16384
+unless a test shrinks d_in."""
+CPU_HUB_TOKENS = 65_536
+"""The hub's default --tokens on a CPU (a 25x smaller frequency sample than Neel's; BENCHMARKS.md times it); on a GPU the
+default is Neel's 1,638,400. The run logs its estimated time first (paper.cost)."""
 
 
 class Skip(Exception):
@@ -66,25 +75,49 @@ class Source:
     model: Any
     saes: dict[str, Any]
     tokens: Any
-    decode: Callable[[list[int]], list[str]]
+    decode: Decode
     snapshots: Callable[[], tuple[np.ndarray, np.ndarray]] | None = None
+    """Stored frequency snapshots of the first run (tokens, log10 freq), when the source has them."""
     train_logs: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
     stored_freq: dict[str, FrequencyResult] = field(default_factory=dict)
     """Per run: frequencies stored with the SAE on a recorded token count (used unless --tokens is given)."""
+    checkpoints: Callable[[], dict[int, Any]] | None = None
+    """Training tokens -> SAE of the first run's checkpoints, whose frequencies are measured on `tokens` (the hub)."""
 
 
 def setting(args: argparse.Namespace, kind: str, name: str) -> int:
-    """A CLI value (`--tokens`, `--loss-seqs`, `--batch-size`), or this source kind's default (DEFAULTS)."""
+    """A CLI value (`--tokens`, `--loss-seqs`, `--batch-size`), or this source kind's default (DEFAULTS; hub tokens on a
+    CPU: CPU_HUB_TOKENS)."""
+    if kind == "hub" and name == "tokens" and not args.tokens and str(args.device).startswith("cpu"):
+        return CPU_HUB_TOKENS
     return getattr(args, name) or DEFAULTS[kind][name]
 
 
-def _byte_decode(ids: list[int]) -> list[str]:
-    return ["<BOS>" if i == BOS_TOKEN else bytes([i]).decode("latin-1") for i in ids]
+def token_ids(ids: Any) -> list[int]:
+    """The ids of a 1-D token sequence (tensor, array or list) as Python ints; ValueError for any other shape."""
+    arr = ids.detach().cpu().numpy() if isinstance(ids, torch.Tensor) else np.asarray(ids)
+    if arr.ndim != 1 or (arr.size and not np.issubdtype(arr.dtype, np.integer)):
+        raise ValueError(f"decode takes a 1-D sequence of integer token ids, got shape {arr.shape} of {arr.dtype}")
+    return arr.astype(np.int64).tolist()
 
 
-def _smoke_decode(ids: list[int]) -> list[str]:
-    return [f"t{i} " for i in ids]
+def _byte_decode(ids: Any) -> list[str]:
+    return ["<BOS>" if i == BOS_TOKEN else bytes([i]).decode("latin-1") for i in token_ids(ids)]
+
+
+def _smoke_decode(ids: Any) -> list[str]:
+    return [f"t{i} " for i in token_ids(ids)]
+
+
+def model_decode(model: Any) -> Decode:
+    """Decode with a HookedTransformer's tokenizer (`to_str_tokens` on a 1-D int64 tensor)."""
+
+    def decode(ids: Any) -> list[str]:
+        strings = model.to_str_tokens(torch.tensor(token_ids(ids), dtype=torch.long))
+        return [strings] if isinstance(strings, str) else list(strings)
+
+    return decode
 
 
 def _meta(sae: Any) -> dict[str, Any]:
@@ -92,7 +125,9 @@ def _meta(sae: Any) -> dict[str, Any]:
     keep = ("format", "path", "repo", "revision", "commit", "filename")
     raw_cfg = sae.meta.get("cfg") or {}
     seed = raw_cfg.get("seed", (raw_cfg.get("metadata") or {}).get("sae_analysis", {}).get("seed"))
-    return {k: str(v) for k, v in sae.meta.items() if k in keep and v is not None} | {"d_sae": sae.cfg.d_sae, "seed": seed}
+    out = {k: str(v) for k, v in sae.meta.items() if k in keep and v is not None} | {"d_sae": sae.cfg.d_sae, "seed": seed}
+    local = Path(out["path"]) if "path" in out and "commit" not in out else None  # a Hub file is pinned by its commit
+    return out | ({"sha256": digest(local)} if local is not None and local.exists() else {})
 
 
 def stored_demo_frequencies(saes: dict[str, SAE], manifest: dict[str, Any]) -> dict[str, FrequencyResult]:
@@ -118,6 +153,8 @@ def load_demo(args: argparse.Namespace) -> Source:
     tokens = demo_tokens("eval")[: max(2, setting(args, "demo", "tokens") // 128)]
     logs = {r: read_metrics(root / r) for r in runs if (root / r / "metrics.jsonl").exists()}
     prov = {"demo_manifest": manifest, **{r: _meta(s) for r, s in saes.items()}}
+    prov |= {"model": {"path": str(root / "model"), "sha256": digest(root / "model")},
+             "tokens": {"split": "eval", "shape": list(tokens.shape), "sha256": array_digest(tokens)}}  # fmt: skip
     model = load_model("demo", device=args.device)
     snapshots = partial(read_frequency_snapshots, root / runs[0])  # read only when F2 misses the cache
     stored = stored_demo_frequencies(saes, manifest)
@@ -127,31 +164,39 @@ def load_demo(args: argparse.Namespace) -> Source:
 def load_hub(args: argparse.Namespace) -> Source:
     saes = {r: load_sae(HUB_REPO, r, revision=args.revision, device=args.device) for r in RUNS["hub"]}
     model = load_model("gelu-1l", device=args.device)
-    tokens = hub_eval_tokens(args, model, setting(args, "hub", "tokens"))
+    tokens, token_prov = hub_eval_tokens(args, model, setting(args, "hub", "tokens"))
 
-    def snapshots() -> tuple[np.ndarray, np.ndarray]:
-        counts = [checkpoint_tokens(c) for c in HUB_CHECKPOINTS]
-        ckpts = (load_sae(HUB_REPO, str(c), revision=args.revision, device=args.device) for c in HUB_CHECKPOINTS)
-        batch = setting(args, "hub", "batch_size")
-        freqs = [latent_frequencies(model, sae, tokens, batch_size=batch, progress=True).freq for sae in ckpts]
-        return np.array(counts), np.stack([log10_freq(f).numpy() for f in freqs])
+    @cache
+    def checkpoints() -> dict[int, Any]:
+        """Run 1's F2 checkpoints by training tokens (§4.3); the final one is run1's own file, not loaded twice."""
+        same = {saes["run1"].meta.get("filename"): saes["run1"]}
+        load = partial(load_sae, HUB_REPO, revision=args.revision, device=args.device)
+        return {checkpoint_tokens(c): same.get(f"{c}.pt") or load(str(c)) for c in HUB_CHECKPOINTS}
 
     commit = saes["run1"].meta.get("commit") or args.revision or "main"
-    prov = {r: _meta(s) for r, s in saes.items()}
-    return Source("hub", f"{HUB_REPO}@{str(commit)[:7]}", model, saes, tokens, model.to_str_tokens, snapshots, {}, prov)
+    files = [f"{c}.pt" for c in HUB_CHECKPOINTS]  # same repo and revision as the runs, so the same commit
+    prov = {r: _meta(s) for r, s in saes.items()} | {"checkpoints": {"repo": HUB_REPO, "commit": commit, "files": files}}
+    prov |= dict(getattr(model, "provenance", {})) | {"tokens": token_prov}
+    label = f"{HUB_REPO}@{str(commit)[:7]}"
+    return Source("hub", label, model, saes, tokens, model_decode(model), None, {}, prov, checkpoints=checkpoints)
 
 
-def hub_eval_tokens(args: argparse.Namespace, model: Any, n_tokens: int) -> Any:
-    """Evaluation sequences for gelu-1l: the rows of --tokens-file, else the first sequences of NeelNanda's c4-code data
-    downloaded through huggingface_hub (rows of 1,024 cut into 8 x 128 with BOS first, as the original did). Neel sampled
-    random rows of his shuffled copy; the first shards are an unshuffled but equally real sample of the same data."""
+def hub_eval_tokens(args: argparse.Namespace, model: Any, n_tokens: int) -> tuple[Any, dict[str, Any]]:
+    """(evaluation sequences for gelu-1l, their provenance): the rows of --tokens-file, else a seeded fair sample of
+    NeelNanda's c4-code data (rows of 1,024 cut into 8 x 128 with BOS first, as the original did; rows drawn at random
+    from --token-shards shards chosen by --token-seed, `sae_analysis.io.token_sample`)."""
     if args.tokens_file:
-        tokens = load_token_file(args.tokens_file)
-        return tokens[: max(1, n_tokens // tokens.shape[1])]
+        path = Path(args.tokens_file)
+        tokens = load_token_file(path)
+        tokens = tokens[: max(1, n_tokens // tokens.shape[1])]
+        return tokens, {"file": str(path.resolve()), "sha256": digest(path)}
     bos = getattr(getattr(model, "tokenizer", None), "bos_token_id", None)
     if bos is None:
         raise Skip("gelu-1l's tokenizer is unavailable, so BOS is unknown: pass --tokens-file (int array [n_seq, seq_len])")
-    return hub_tokens(n_seq=max(1, -(-n_tokens // SEQ_LEN)), seq_len=SEQ_LEN, bos_token_id=bos)
+    seed = DEFAULT_SEED if args.token_seed is None else args.token_seed
+    sample = sample_hub_tokens(n_seq=max(1, -(-n_tokens // SEQ_LEN)), seq_len=SEQ_LEN, bos_token_id=bos, seed=seed,
+                               n_shards=args.token_shards or DEFAULT_SHARDS)  # fmt: skip
+    return sample.tokens, sample.provenance
 
 
 def _smoke_sae(seed: int) -> SAE:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, NamedTuple
 
 import torch
@@ -80,22 +80,48 @@ def frequencies_from_activations(
 ) -> FrequencyResult:
     """Count firings of every latent over a stream of activation batches. Memory is O(d_sae + batch * d_sae), plus
     O(d_sae) per block with `block_seqs` (batches must then be [n_seq, pos, d_in]: blocks hold whole sequences)."""
-    counts = torch.zeros(sae.cfg.d_sae, dtype=torch.int64, device=sae.device)
-    blocks = None if block_seqs is None else _Blocks(block_seqs)
+    return frequencies_of_many({"sae": sae}, activations, source=source, block_seqs=block_seqs)["sae"]
+
+
+@torch.no_grad()
+def frequencies_of_many(
+    saes: Mapping[str, SAE],
+    activations: Iterable[Float[Tensor, "*batch d_in"]],
+    *,
+    source: str = "activations",
+    block_seqs: int | None = None,
+) -> dict[str, FrequencyResult]:
+    """Firing frequencies of several SAEs that read the same activations, from one pass over the stream: each batch is
+    encoded by every distinct SAE (one given under two names is counted once). Memory is O(d_sae) per SAE (and per block
+    with `block_seqs`) plus one batch's latents at a time; the counts equal those of separate passes exactly."""
+    if not saes:
+        raise ValueError("no SAEs given")
+    distinct = {id(sae): sae for sae in saes.values()}
+    d_ins = {sae.cfg.d_in for sae in distinct.values()}
+    if len(d_ins) > 1:
+        raise ValueError(f"these SAEs read activations of different widths {sorted(d_ins)}: count them separately")
+    d_in = d_ins.pop()
+    counts = {key: torch.zeros(sae.cfg.d_sae, dtype=torch.int64, device=sae.device) for key, sae in distinct.items()}
+    blocks = {key: _Blocks(block_seqs) for key in distinct} if block_seqs is not None else None
     n_tokens = 0
     for x in activations:
-        f = sae.encode(x.reshape(-1, sae.cfg.d_in).to(sae.device))
-        counts += firing_counts(f)
-        n_tokens += f.shape[0]
-        if blocks is not None:
-            if x.ndim != 3:
-                raise ValueError(f"block counts need activations shaped [n_seq, pos, d_in], got {tuple(x.shape)}")
-            blocks.add((f.reshape(x.shape[0], x.shape[1], -1) > 0).sum(1), x.shape[1])
+        if blocks is not None and x.ndim != 3:
+            raise ValueError(f"block counts need activations shaped [n_seq, pos, d_in], got {tuple(x.shape)}")
+        flat = x.reshape(-1, d_in)
+        for key, sae in distinct.items():
+            f = sae.encode(flat.to(sae.device))
+            counts[key] += firing_counts(f)
+            if blocks is not None:
+                blocks[key].add((f.reshape(x.shape[0], x.shape[1], -1) > 0).sum(1), x.shape[1])
+        n_tokens += flat.shape[0]
     if n_tokens == 0:
         raise ValueError("no activations were given: cannot estimate frequencies from zero tokens")
-    freq = counts.double() / n_tokens
-    per_block = (None, None) if blocks is None else blocks.result()
-    return FrequencyResult(freq.cpu(), counts.cpu(), n_tokens, float(freq.sum()), f"{source}: {n_tokens} tokens", *per_block)
+    out = {}
+    for key, c in counts.items():
+        freq = c.double() / n_tokens
+        per_block = (None, None) if blocks is None else blocks[key].result()
+        out[key] = FrequencyResult(freq.cpu(), c.cpu(), n_tokens, float(freq.sum()), f"{source}: {n_tokens} tokens", *per_block)
+    return {name: out[id(sae)] for name, sae in saes.items()}
 
 
 def latent_frequencies(
@@ -112,12 +138,33 @@ def latent_frequencies(
     Counts are exact integers, so the result does not depend on `batch_size`. Firing counts are also kept per block of
     ceil(n_seq / MAX_BLOCKS) consecutive sequences (`block_counts`), for bootstrap intervals over sequences.
     """
-    name = resolve_hook_name(sae, hook_name)
+    return latent_frequencies_many(model, {"sae": sae}, tokens, hook_name=hook_name, batch_size=batch_size, progress=progress)[
+        "sae"
+    ]
+
+
+def latent_frequencies_many(
+    model: HookedTransformer,
+    saes: Mapping[str, SAE],
+    tokens: Int[Tensor, "n_seq pos"],
+    *,
+    hook_name: str | None = None,
+    batch_size: int = 32,
+    progress: bool = False,
+) -> dict[str, FrequencyResult]:
+    """`latent_frequencies` of several SAEs on the same hook and tokens with one model forward per batch (each batch's
+    activations computed once, then encoded by every SAE: `frequencies_of_many`)."""
+    if not saes:
+        raise ValueError("no SAEs given")
+    names = {resolve_hook_name(sae, hook_name) for sae in saes.values()}
+    if len(names) != 1:
+        raise ValueError(f"these SAEs read different hooks {sorted(names)}: count them separately")
+    hook = names.pop()
     batches = token_batches(tokens, batch_size)
     if progress:
-        batches = tqdm(batches, total=-(-tokens.shape[0] // batch_size), desc="frequencies", unit="batch")
-    acts = (hook_activations(model, b, name) for b in batches)
-    return frequencies_from_activations(sae, acts, source="model", block_seqs=-(-tokens.shape[0] // MAX_BLOCKS))
+        batches = tqdm(batches, total=-(-tokens.shape[0] // batch_size), desc=f"frequencies ({len(saes)} SAEs)", unit="batch")
+    acts = (hook_activations(model, b, hook) for b in batches)
+    return frequencies_of_many(saes, acts, source="model", block_seqs=-(-tokens.shape[0] // MAX_BLOCKS))
 
 
 def stored_log10_density(freq: Float[Tensor, " d_sae"]) -> Float[Tensor, " d_sae"]:

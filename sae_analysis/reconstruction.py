@@ -3,6 +3,7 @@ and the loss-vs-frequency-floor curve (§9.7)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -68,17 +69,51 @@ def mean_ablate(act: Tensor) -> Tensor:
 
 
 def _batch_loss(model: HookedTransformer, batch: Tensor, hook_name: str, fn: Hook | None) -> float:
-    """Mean next-token loss of one batch with `fn` applied at `hook_name` (None = clean)."""
+    """Mean next-token loss of one batch with `fn` applied at `hook_name` (None = clean): one full forward."""
     fwd = [] if fn is None else [(hook_name, lambda act, hook: fn(act))]
     return float(model.run_with_hooks(batch, return_type="loss", fwd_hooks=fwd))
 
 
 def _sequence_losses(model: HookedTransformer, batch: Tensor, hook_name: str, fn: Hook | None) -> tuple[float, Tensor]:
     """With `fn` applied at `hook_name`: the batch's mean next-token loss (as `_batch_loss`, the model's own reduction)
-    and each sequence's summed loss (float64 [batch])."""
+    and each sequence's summed loss (float64 [batch]): one full forward."""
     fwd = [] if fn is None else [(hook_name, lambda act, hook: fn(act))]
     per_token = model.run_with_hooks(batch, return_type="loss", loss_per_token=True, fwd_hooks=fwd)
     return float(per_token.mean()), per_token.double().sum(-1).cpu()
+
+
+def _mlp_post_layer(model: HookedTransformer, hook_name: str) -> int | None:
+    """The layer whose standard MLP `hook_name` is the post-activation of, when the rest of the forward can be rerun
+    from `resid_mid` (resid_post = resid_mid + post @ W_out + b_out); None otherwise (the slow path is used)."""
+    m = re.fullmatch(r"blocks\.(\d+)\.mlp\.hook_post", hook_name)
+    if m is None:
+        return None
+    cfg, layer = model.cfg, int(m.group(1))
+    plain = not (cfg.parallel_attn_mlp or cfg.use_normalization_before_and_after or getattr(cfg, "output_logits_soft_cap", 0) > 0)
+    return layer if plain and type(model.blocks[layer].mlp).__name__ == "MLP" else None
+
+
+def batch_losses(
+    model: HookedTransformer, batch: Tensor, hook_name: str, hooks: dict[str, Hook | None]
+) -> dict[str, tuple[float, Tensor]]:
+    """Mean next-token loss of one batch, and each sequence's summed loss (float64 [batch]), for each intervention on
+    `hook_name` (None = clean). For an MLP's hook_post the clean forward runs once up to that MLP (resid_mid and hook_post
+    kept); each intervention then reruns only the rest: MLP-out, later blocks, final LN and unembedding (TransformerLens's
+    own `start_at_layer`), the same operations as a full forward. Other hooks: one full forward per intervention."""
+    layer = _mlp_post_layer(model, hook_name)
+    if layer is None:
+        return {key: _sequence_losses(model, batch, hook_name, fn) for key, fn in hooks.items()}
+    from transformer_lens.utilities.addmm import batch_addmm
+
+    mid = f"blocks.{layer}.hook_resid_mid"
+    _, cache = model.run_with_cache(batch, names_filter=[mid, hook_name], stop_at_layer=layer + 1)
+    resid_mid, post, mlp = cache[mid], cache[hook_name], model.blocks[layer].mlp
+    out = {}
+    for key, fn in hooks.items():
+        resid_post = resid_mid + batch_addmm(mlp.b_out, mlp.W_out, post if fn is None else fn(post))
+        per_token = model(resid_post, start_at_layer=layer + 1, tokens=batch, return_type="loss", loss_per_token=True)
+        out[key] = (float(per_token.mean()), per_token.double().sum(-1).cpu())
+    return out
 
 
 def _batches(tokens: Tensor, batch_size: int, progress: bool, desc: str):
@@ -110,8 +145,7 @@ def spliced_losses(
     for batch in _batches(tokens, batch_size, progress, "losses"):
         batch = batch.to(model.cfg.device)
         n = batch.shape[0] * (batch.shape[1] - 1)
-        for key, fn in hooks.items():
-            mean, sums = _sequence_losses(model, batch, hook_name, fn)
+        for key, (mean, sums) in batch_losses(model, batch, hook_name, hooks).items():
             totals[key] += mean * n
             per_seq[key].append(sums)
         n_pred += n
@@ -163,28 +197,62 @@ def loss_vs_frequency_floor(
 ) -> pd.DataFrame:
     """Score of reconstructions that keep only latents with freq >= 10**floor, for each floor (REPLICATION.md §9.7).
 
-    Use frequencies, activations and decoder of the same checkpoint. Each batch is encoded once (in the clean pass) and
-    decoded once per floor. Columns: floor, n_kept, loss, score_zero.
-    """
+    Use frequencies, activations and decoder of the same checkpoint. Columns: floor, n_kept, loss, score_zero."""
+    return sae_losses(model, sae, tokens, freq, floors, hook_name=hook_name, batch_size=batch_size, progress=progress)[1]
+
+
+@torch.no_grad()
+def sae_losses(
+    model: HookedTransformer,
+    sae: SAE,
+    tokens: Int[Tensor, "n_seq pos"],
+    freq: Float[Tensor, " d_sae"],
+    floors: Sequence[float] = NEEL_FLOORS,
+    *,
+    hook_name: str | None = None,
+    batch_size: int = 32,
+    progress: bool = False,
+) -> tuple[ReconstructionLosses, pd.DataFrame]:
+    """`reconstruction_losses` and `loss_vs_frequency_floor` from one pass: per batch one clean forward up to the MLP
+    (`batch_losses`), one encoding, then the rest of the model once for clean, zero, mean, the full reconstruction and
+    each distinct set of kept latents (floors that keep the same latents share one loss)."""
     name = resolve_hook_name(sae, hook_name)
     masks = {f: (freq.to(sae.device) >= 10.0**f) for f in floors}
-    totals = dict.fromkeys(["clean", "zero", *masks], 0.0)
+    distinct: list[Tensor] = []  # the different sets of kept latents
+    group: dict[float, str] = {}  # floor -> the loss key of its set
+    for f, m in masks.items():
+        i = next((j for j, d in enumerate(distinct) if torch.equal(d, m)), len(distinct))
+        distinct += [m] if i == len(distinct) else []
+        group[f] = f"kept_{i}"
+    totals: dict[str, float] = dict.fromkeys(["clean", "zero", "mean", "recon", *group.values()], 0.0)
+    per_seq: dict[str, list[Tensor]] = {k: [] for k in ("clean", "recon", "zero", "mean")}
     n_pred = 0
-    for batch in _batches(tokens, batch_size, progress, "loss vs floor"):
+    for batch in _batches(tokens, batch_size, progress, "losses"):
         batch = batch.to(model.cfg.device)
         n = batch.shape[0] * (batch.shape[1] - 1)
-        seen: list[Tensor] = []
-        totals["clean"] += _batch_loss(model, batch, name, lambda act: seen.append(act) or act) * n
-        totals["zero"] += _batch_loss(model, batch, name, zero_ablate) * n
-        act = seen[0]
-        f = sae.encode(act.reshape(-1, act.shape[-1]))
-        for floor, m in masks.items():
-            x_hat = sae.decode(f * m.to(f.dtype)).reshape(act.shape).to(act.dtype)
-            totals[floor] += _batch_loss(model, batch, name, lambda _act, x_hat=x_hat: x_hat) * n
+        encoded: dict[str, Tensor] = {}
+
+        def code(act: Tensor) -> Tensor:  # the batch's latents, computed once
+            if "f" not in encoded:
+                encoded["f"] = sae.encode(act.reshape(-1, act.shape[-1]))
+            return encoded["f"]
+
+        def masked(m: Tensor | None) -> Hook:
+            f_mask = (lambda f: f) if m is None else (lambda f: f * m.to(f.dtype))
+            return lambda act: sae.decode(f_mask(code(act))).reshape(act.shape).to(act.dtype)
+
+        hooks: dict[str, Hook | None] = {"clean": None, "zero": zero_ablate, "mean": mean_ablate, "recon": masked(None)}
+        hooks |= {f"kept_{i}": masked(m) for i, m in enumerate(distinct)}
+        for key, (mean, sums) in batch_losses(model, batch, name, hooks).items():
+            totals[key] += mean * n
+            if key in per_seq:
+                per_seq[key].append(sums)
         n_pred += n
     L = _average(totals, n_pred)
-    rows = [
-        {"floor": float(f), "n_kept": int(m.sum()), "loss": L[f], "score_zero": recovered_fraction(L["clean"], L[f], L["zero"])}
-        for f, m in masks.items()
-    ]
-    return pd.DataFrame(rows)
+    recon = ReconstructionLosses(L["clean"], L["recon"], L["zero"], L["mean"],
+                                 recovered_fraction(L["clean"], L["recon"], L["zero"]),
+                                 recovered_fraction(L["clean"], L["recon"], L["mean"]), n_pred,
+                                 {k: torch.cat(v) for k, v in per_seq.items() if v})  # fmt: skip
+    rows = [{"floor": float(f), "n_kept": int(m.sum()), "loss": L[group[f]],
+             "score_zero": recovered_fraction(L["clean"], L[group[f]], L["zero"])} for f, m in masks.items()]  # fmt: skip
+    return recon, pd.DataFrame(rows)

@@ -130,6 +130,38 @@ def download(repo: str, filename: str, *, revision: str | None = None, repo_type
         raise CorruptFileError(f"download of {what}/{filename} is truncated or corrupt ({e}); run again") from None
 
 
+def cached_snapshot(repo: str, revision: str | None = None, repo_type: str | None = None) -> Path | None:
+    """The huggingface_hub cache snapshot folder of `repo` at `revision` (a ref or a commit), if cached:
+    `{cache}/{models|datasets}--{owner}--{name}/snapshots/{commit}`, the commit read from `refs/{revision}`."""
+    kind = "datasets" if repo_type == "dataset" else "models"
+    repo_dir = Path(hub_settings().cache_dir) / f"{kind}--{repo.replace('/', '--')}"
+    ref = repo_dir / "refs" / (revision or "main")
+    commit = ref.read_text().strip() if ref.is_file() else revision
+    snapshot = repo_dir / "snapshots" / commit if commit else None
+    return snapshot if snapshot is not None and snapshot.is_dir() else None
+
+
+def list_files(repo: str, *, revision: str | None = None, repo_type: str | None = None) -> list[str]:
+    """Every file path of Hub repo `repo`: the tree API online (`HfApi.list_repo_files`); offline, the files of the
+    cached snapshot (only what an earlier run downloaded). Raises HubError when the Hub cannot answer."""
+    from huggingface_hub import HfApi
+
+    s, what = hub_settings(), repo if repo_type is None else f"{repo_type} {repo}"
+    if s.offline:
+        snapshot = cached_snapshot(repo, revision, repo_type)
+        return sorted(p.relative_to(snapshot).as_posix() for p in snapshot.rglob("*") if p.is_file()) if snapshot else []
+    try:
+        return HfApi(endpoint=s.endpoint).list_repo_files(repo, repo_type=repo_type, revision=revision)
+    except RevisionNotFoundError:
+        raise HubError(f"{what} has no revision {revision!r} on {s.endpoint}") from None
+    except RepositoryNotFoundError:
+        raise HubError(f"{what} not found on {s.endpoint} (private or gated repos need `hf auth login`)") from None
+    except HfHubHTTPError as e:
+        raise HubError(f"cannot list {what}: HTTP {e.response.status_code} from {s.endpoint}") from None
+    except Exception as e:  # connection errors after huggingface_hub's retries: not an HTTP answer
+        raise HubError(f"cannot list {what}: cannot reach {s.endpoint} ({type(e).__name__})") from None
+
+
 def _is_original(repo: str, name: str) -> bool:
     """Neel's repo holds only `{v}.pt` files; elsewhere a bare version number or a `.pt` name means the same format."""
     return repo == NEEL_REPO or name.isdigit() or (name.endswith(".pt") and Path(name).name != DL_WEIGHTS)
@@ -170,7 +202,7 @@ def _optional(repo: str, filename: str, revision: str | None) -> None:
         logger.info("optional file %s/%s not available: %s", repo, filename, e)
 
 
-def _commit_of(path: Path) -> str | None:
+def commit_of(path: Path) -> str | None:
     """The commit hash in a huggingface_hub cache path `.../snapshots/<commit>/<file>`."""
     parts = path.parts
     i = parts.index("snapshots") + 1 if "snapshots" in parts else len(parts)
@@ -197,8 +229,8 @@ def load_from_hub(
     else:
         fmt, target, filename = _fetch_folder(repo, f"{name.strip('/')}/" if name else "", revision, format)
     sae = LOADERS[fmt](target, device=device, dtype=dtype)
-    sae.meta.update(repo=repo, revision=revision or "main", commit=_commit_of(target), filename=filename)
+    sae.meta.update(repo=repo, revision=revision or "main", commit=commit_of(target), filename=filename)
     return sae
 
 
-__all__ = ["NEEL_REPO", "HubSettings", "hub_settings", "download", "load_from_hub"]
+__all__ = ["NEEL_REPO", "HubSettings", "hub_settings", "download", "list_files", "cached_snapshot", "commit_of", "load_from_hub"]

@@ -81,6 +81,10 @@ def load_local_model(folder: Path, *, device: Any = "cpu") -> HookedTransformer:
 def _from_pretrained(name: str, device: Any) -> HookedTransformer:
     from transformer_lens import HookedTransformer
 
+    from sae_analysis.io.hub_model import is_neel_format, load_neel_model
+
+    if is_neel_format(name):  # gelu-1l: through this project's Hub layer, so that offline mode uses the cache
+        return load_neel_model(name, device=device)
     try:
         model = HookedTransformer.from_pretrained(name, device=device)
     except OSError as e:
@@ -95,7 +99,8 @@ def load_model(name_or_path: str | Path, *, device: Any = "cpu") -> HookedTransf
     """A HookedTransformer in fp32, eval mode.
 
     `name_or_path`: "demo" (the embedded demo model, demo_dir()/model), a local folder written by `save_model`, or a
-    TransformerLens pretrained name such as "gelu-1l" (loaded with TransformerLens's default weight processing).
+    TransformerLens pretrained name such as "gelu-1l" (loaded with TransformerLens's default weight processing; Neel-format
+    models such as gelu-1l through `sae_analysis.io.hub_model`, which works offline from the huggingface_hub cache).
     TransformerLens prints progress ("Moving model to device", "Loaded pretrained model") on stdout; that text goes to
     this module's logger instead, so stdout stays clean for JSON output."""
     captured = io.StringIO()

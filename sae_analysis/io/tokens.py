@@ -108,45 +108,22 @@ def _split_shards(paths: list[str], split: str) -> list[str]:
     return sorted(p for p in paths if p.endswith(".parquet") and _in_split(p, split))
 
 
-def _list_remote(repo_id: str, revision: str | None, endpoint: str) -> list[str]:
-    """All file paths of dataset `repo_id` on the Hub (HfApi.list_repo_files -> the paginated tree API)."""
-    from huggingface_hub import HfApi
-    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
+def split_shards(repo_id: str, revision: str | None, split: str) -> list[str]:
+    """The parquet shards of `split` in name order: listed on the Hub online, in the cached snapshot offline. Raises
+    HubError offline when none is cached, MissingFileError online when the split has none."""
+    from sae_analysis.io.hub import hub_settings, list_files
 
-    try:
-        return HfApi(endpoint=endpoint).list_repo_files(repo_id, repo_type="dataset", revision=revision)
-    except RevisionNotFoundError:
-        raise HubError(f"dataset {repo_id} has no revision {revision!r} on {endpoint}") from None
-    except RepositoryNotFoundError:
-        raise HubError(f"dataset {repo_id} not found on {endpoint} (private or gated repos need `hf auth login`)") from None
-    except HfHubHTTPError as e:
-        raise HubError(f"cannot list dataset {repo_id}: HTTP {e.response.status_code} from {endpoint}") from None
-    except Exception as e:  # httpx2 connection errors after huggingface_hub's retries: not an HTTP answer
-        raise HubError(f"cannot list dataset {repo_id}: cannot reach {endpoint} ({type(e).__name__})") from None
-
-
-def _cached_snapshot(repo_id: str, revision: str | None, cache_dir: str) -> Path | None:
-    """The huggingface_hub cache snapshot folder of dataset `repo_id` at `revision` (a ref or a commit), if cached:
-    `{cache}/datasets--{owner}--{name}/snapshots/{commit}`, the commit read from `refs/{revision}`."""
-    repo_dir = Path(cache_dir) / f"datasets--{repo_id.replace('/', '--')}"
-    ref = repo_dir / "refs" / (revision or "main")
-    commit = ref.read_text().strip() if ref.is_file() else revision
-    snapshot = repo_dir / "snapshots" / commit if commit else None
-    return snapshot if snapshot is not None and snapshot.is_dir() else None
-
-
-def _list_cached(repo_id: str, revision: str | None, split: str, cache_dir: str) -> list[Path]:
-    """The split's parquet shards already in the local cache (offline mode); HubError when there are none."""
-    snapshot = _cached_snapshot(repo_id, revision, cache_dir)
-    found = [p.relative_to(snapshot).as_posix() for p in snapshot.rglob("*.parquet")] if snapshot else []
-    shards = _split_shards(found, split)
-    if not shards:
+    shards = _split_shards(list_files(repo_id, revision=revision, repo_type="dataset"), split)
+    s = hub_settings()
+    if not shards and s.offline:
         raise HubError(
             f"dataset {repo_id}@{revision or 'main'} has no cached parquet shards of split {split!r} and HF_HUB_OFFLINE=1 "
             f"forbids listing or downloading them: run once with network access (unset HF_HUB_OFFLINE) or pass "
-            f"--tokens-file; files are cached in {cache_dir}"
+            f"--tokens-file; files are cached in {s.cache_dir}"
         )
-    return [snapshot / p for p in shards]
+    if not shards:
+        raise MissingFileError(f"dataset {repo_id}@{revision or 'main'} has no .parquet files of split {split!r}")
+    return shards
 
 
 def download_dataset_file(repo_id: str, filename: str, *, revision: str | None = None) -> Path:
@@ -158,16 +135,7 @@ def download_dataset_file(repo_id: str, filename: str, *, revision: str | None =
 
 def _shard_paths(repo_id: str, revision: str | None, split: str) -> Iterator[Path]:
     """Local paths of the split's shards in name order; online, each is downloaded only when the caller asks for it."""
-    from sae_analysis.io.hub import hub_settings
-
-    s = hub_settings()
-    if s.offline:
-        yield from _list_cached(repo_id, revision, split, s.cache_dir)
-        return
-    shards = _split_shards(_list_remote(repo_id, revision, s.endpoint), split)
-    if not shards:
-        raise MissingFileError(f"dataset {repo_id}@{revision or 'main'} has no .parquet files of split {split!r}")
-    for name in shards:
+    for name in split_shards(repo_id, revision, split):
         yield download_dataset_file(repo_id, name, revision=revision)
 
 

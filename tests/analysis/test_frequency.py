@@ -91,3 +91,34 @@ def test_token_batches_cover_all_rows():
     assert torch.equal(torch.cat(list(token_batches(t, 3))), t)
     with pytest.raises(ValueError):
         list(token_batches(t, 0))
+
+
+def test_many_saes_in_one_pass_equal_separate_counting_exactly(model, make_sae, tokens):
+    """One forward per batch for every SAE: counts identical to one pass per SAE; one SAE under two names counted once."""
+    from sae_analysis.frequency import latent_frequencies_many
+
+    saes = {f"s{i}": make_sae(64, 48 + 16 * i, hook_name=HOOK, seed=i) for i in range(3)}
+    with torch.no_grad():
+        for sae in saes.values():
+            sae.b_enc.normal_(-0.5, 0.5)
+    calls, handle = [], model.blocks[0].mlp.hook_post.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        many = latent_frequencies_many(model, saes | {"again": saes["s1"]}, tokens, batch_size=4)
+    finally:
+        handle.remove()
+    assert len(calls) == 3  # ceil(10 / 4) batches, each forwarded once for all four names
+    for name, sae in saes.items():
+        one = latent_frequencies(model, sae, tokens, batch_size=7)
+        assert torch.equal(many[name].counts, one.counts) and torch.equal(many[name].freq, one.freq)
+        assert many[name].n_tokens == one.n_tokens == 160 and many[name].l0 == one.l0
+    assert many["again"] is many["s1"]
+
+
+def test_many_saes_must_read_the_same_hook(model, make_sae, tokens):
+    from sae_analysis.frequency import latent_frequencies_many
+
+    a, b = make_sae(64, 32, hook_name=HOOK), make_sae(32, 32, hook_name="blocks.0.hook_resid_mid")
+    with pytest.raises(ValueError, match="different hooks"):
+        latent_frequencies_many(model, {"a": a, "b": b}, tokens)
+    with pytest.raises(ValueError, match="no SAEs"):
+        latent_frequencies_many(model, {}, tokens)

@@ -91,3 +91,58 @@ def test_per_sequence_losses_sum_to_the_means_and_match_each_sequence(model, mak
     for i in (0, 5):
         alone = float(model(tokens[i : i + 1], return_type="loss")) * 15
         assert float(r.per_seq["clean"][i]) == pytest.approx(alone, rel=1e-5)
+
+
+def _count_calls(module: torch.nn.Module) -> tuple[list, object]:
+    calls: list = []
+    return calls, module.register_forward_hook(lambda *a: calls.append(1))
+
+
+@torch.no_grad()
+def test_batch_losses_rerun_only_the_tail_and_equal_full_forwards(model, make_sae, tokens):
+    """For an MLP hook_post: attention runs once per batch, the unembedding once per intervention, and every loss equals
+    a full hooked forward (fp32 tolerance); for another hook the slow path gives the same numbers."""
+    from sae_analysis.reconstruction import _batch_loss, batch_losses
+
+    sae = make_sae(64, 96, hook_name=HOOK)
+    hooks = {"clean": None, "zero": torch.zeros_like, "recon": lambda a: sae(a.reshape(-1, 64)).x_hat.reshape(a.shape)}
+    (attn, h1), (unembed, h2) = _count_calls(model.blocks[0].attn), _count_calls(model.unembed)
+    try:
+        fast = batch_losses(model, tokens, HOOK, hooks)
+    finally:
+        h1.remove()
+        h2.remove()
+    assert len(attn) == 1 and len(unembed) == len(hooks)
+    for key, fn in hooks.items():
+        assert fast[key][0] == pytest.approx(_batch_loss(model, tokens, HOOK, fn), rel=1e-6, abs=1e-6)
+        assert float(fast[key][1].sum()) / (tokens.shape[0] * (tokens.shape[1] - 1)) == pytest.approx(fast[key][0], rel=1e-6)
+    other = "blocks.0.hook_resid_mid"
+    slow = batch_losses(model, tokens, other, {"clean": None, "zero": torch.zeros_like})
+    assert slow["clean"][0] == pytest.approx(fast["clean"][0], rel=1e-6)
+    assert torch.allclose(slow["clean"][1], fast["clean"][1], rtol=1e-6)
+    assert slow["zero"][0] == pytest.approx(_batch_loss(model, tokens, other, torch.zeros_like), rel=1e-6)
+
+
+def test_sae_losses_equal_the_separate_computations_and_share_equal_floors(model, make_sae, tokens):
+    from sae_analysis.reconstruction import sae_losses
+
+    sae = make_sae(64, 96, hook_name=HOOK)
+    freq = torch.rand(96, generator=torch.Generator().manual_seed(4)) ** 4
+    freq[:10] = 0.0  # dead latents
+    floors = (-6.5, -6.0, -2.0, -1.0, 0.5)  # -6.5 and -6 keep the same latents unless a frequency lies between them
+    freq[(freq > 0) & (freq < 1e-6)] = 1e-6
+    calls, handle = _count_calls(model.unembed)
+    try:
+        recon, df = sae_losses(model, sae, tokens, freq, floors, batch_size=6)
+    finally:
+        handle.remove()
+    distinct = len({tuple((freq >= 10.0**f).tolist()) for f in floors})
+    assert distinct < len(floors) and len(calls) == 4 + distinct  # clean, zero, mean, recon + one per distinct floor set
+    ref = reconstruction_losses(model, sae, tokens, batch_size=6)
+    for a, b in zip(recon[:-1], ref[:-1]):
+        assert a == pytest.approx(b, rel=1e-6)
+    for key, sums in ref.per_seq.items():
+        assert torch.allclose(recon.per_seq[key], sums, rtol=1e-6)
+    for row, floor in zip(df.itertuples(), floors):
+        masked = reconstruction_losses(model, sae, tokens, batch_size=6, latent_mask=freq >= 10.0**floor)
+        assert row.loss == pytest.approx(masked.recon, rel=1e-6) and row.floor == floor

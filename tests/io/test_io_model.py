@@ -81,16 +81,16 @@ def test_pretrained_names_go_to_transformer_lens_in_fp32(monkeypatch):
         return tiny_model().to(torch.float64)
 
     monkeypatch.setattr(HookedTransformer, "from_pretrained", staticmethod(fake_from_pretrained))
-    m = load_model("gelu-1l")
-    assert calls == [("gelu-1l", {"device": "cpu"})]  # TransformerLens defaults: fold_ln etc. left as they are
+    m = load_model("gpt2")  # gelu-1l (Neel's format) goes through sae_analysis.io.hub_model: tests/test_io_hub_model.py
+    assert calls == [("gpt2", {"device": "cpu"})]  # TransformerLens defaults: fold_ln etc. left as they are
     assert m.W_in.dtype == torch.float32
 
     def offline(name, **kwargs):
         raise OSError("We couldn't connect to 'https://huggingface.co'")
 
     monkeypatch.setattr(HookedTransformer, "from_pretrained", staticmethod(offline))
-    with pytest.raises(HubError, match=r"'gelu-1l'.*local model folder"):
-        load_model("gelu-1l")
+    with pytest.raises(HubError, match=r"'gpt2'.*local model folder"):
+        load_model("gpt2")
 
 
 def test_unavailable_tokenizer_falls_back_to_none(tmp_path, model, caplog):

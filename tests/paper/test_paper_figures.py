@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import json
 import sys
@@ -15,6 +16,7 @@ from paper import sources
 from paper.cache import Cache
 from paper.published import PUBLISHED
 from paper.report import PHASE_KEYS, RESULT_KEYS, _format
+from sae_analysis.io.token_sample import TokenSample
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -186,8 +188,9 @@ def test_hub_source_maps_checkpoints_to_tokens(tmp_path, monkeypatch):
 
     def fake_load_sae(repo, name, **kw):
         loaded.append((repo, name))
-        sae = smoke.saes["seed1"]
-        sae.meta = {"repo": repo, "commit": "6bcc2451234567890"}
+        sae = copy.deepcopy(smoke.saes["seed1"])
+        filename = {"run1": "25.pt", "run2": "47.pt"}.get(name, f"{name}.pt")
+        sae.meta = {"repo": repo, "commit": "6bcc2451234567890", "filename": filename}
         return sae
 
     monkeypatch.setattr(sources, "load_sae", fake_load_sae)
@@ -197,20 +200,23 @@ def test_hub_source_maps_checkpoints_to_tokens(tmp_path, monkeypatch):
     source = sources.load_hub(args)
     assert source.label == "NeelNanda/sparse_autoencoder@6bcc245" and list(source.saes) == ["run1", "run2"]
     assert source.tokens.shape == (16, 16)  # --tokens 256 in rows of the file's length
-    tokens, log10 = source.snapshots()
+    assert source.provenance["tokens"]["sha256"] and source.snapshots is None
+    checkpoints = source.checkpoints()
+    tokens = list(checkpoints)
     assert tokens[0] == 122_880_000 and tokens[4] == 1_597_440_000 and tokens[5] == 1_720_320_000 and tokens[-1] == 2_000_000_000
-    assert log10.shape == (7, 256)
-    assert [n for _, n in loaded] == ["run1", "run2", "9", "12", "15", "18", "21", "22", "25"]
+    assert checkpoints[2_000_000_000] is source.saes["run1"]  # checkpoint 25 is run 1's own file: not loaded twice
+    assert [n for _, n in loaded] == ["run1", "run2", "9", "12", "15", "18", "21", "22"]
 
 
 def test_hub_source_downloads_eval_tokens_without_a_tokens_file(monkeypatch):
-    """Without --tokens-file the Hub source asks sae_analysis.io for c4-code sequences, with gelu-1l's BOS id."""
+    """Without --tokens-file the Hub source asks sae_analysis.io for a seeded sample of c4-code sequences, with gelu-1l's
+    BOS id (the sample itself: tests/test_io_token_sample.py)."""
     smoke = sources.load_smoke(pf.parse_args(["--smoke"]))
     asked = {}
 
-    def fake_hub_tokens(**kw):
+    def fake_sample(**kw):
         asked.update(kw)
-        return smoke.tokens[:3]
+        return TokenSample(smoke.tokens[:3], {"seed": kw["seed"]})
 
     class Tok:
         bos_token_id = 7
@@ -219,10 +225,10 @@ def test_hub_source_downloads_eval_tokens_without_a_tokens_file(monkeypatch):
     monkeypatch.setattr(model, "tokenizer", Tok(), raising=False)
     monkeypatch.setattr(sources, "load_sae", lambda repo, name, **kw: smoke.saes["seed1"])
     monkeypatch.setattr(sources, "load_model", lambda name, **kw: model)
-    monkeypatch.setattr(sources, "hub_tokens", fake_hub_tokens)
-    source = sources.load_hub(pf.parse_args(["--source", "hub", "--tokens", "300"]))
-    assert asked == {"n_seq": 3, "seq_len": 128, "bos_token_id": 7}  # ceil(300 / 128) sequences
-    assert source.tokens.shape[0] == 3
+    monkeypatch.setattr(sources, "sample_hub_tokens", fake_sample)
+    source = sources.load_hub(pf.parse_args(["--source", "hub", "--tokens", "300", "--token-seed", "5"]))
+    assert asked == {"n_seq": 3, "seq_len": 128, "bos_token_id": 7, "seed": 5, "n_shards": 2}  # ceil(300 / 128) sequences
+    assert source.tokens.shape[0] == 3 and source.provenance["tokens"] == {"seed": 5}
     monkeypatch.setattr(model, "tokenizer", None, raising=False)
     with pytest.raises(sources.Skip, match="--tokens-file"):
         sources.load_hub(pf.parse_args(["--source", "hub"]))
@@ -400,3 +406,18 @@ def test_demo_stored_frequencies_carry_their_firing_counts(tmp_path):
         assert r.n_tokens >= 1_048_576, run
         assert torch.equal(r.counts == 0, r.freq == 0) and (r.counts >= 0).all()
         torch.testing.assert_close(r.counts.double() / r.n_tokens, r.freq.double(), atol=0.5 / r.n_tokens, rtol=0)
+
+
+def test_demo_source_pins_every_input_by_hash():
+    """The manifest names each local input by sha256 (SAE folders, model folder, evaluation tokens), as Hub inputs are
+    named by commit (test_paper_hub_replica)."""
+    from sae_analysis.io import demo_dir
+    from sae_analysis.io.provenance import array_digest, digest
+
+    src = sources.load_demo(pf.parse_args(["--tokens", "1024"]))
+    prov = src.provenance
+    for run in ("seed1", "seed2"):
+        assert prov[run]["sha256"] == digest(demo_dir() / run)
+    assert prov["model"]["sha256"] == digest(demo_dir() / "model")
+    assert prov["tokens"]["sha256"] == array_digest(src.tokens) and prov["tokens"]["shape"] == [8, 128]
+    assert prov["seed1"]["sha256"] != prov["seed2"]["sha256"]

@@ -14,11 +14,8 @@ The new folder is assembled beside `out` and then swapped in, so an interrupted 
 from __future__ import annotations
 
 import datetime
-import importlib.metadata
 import logging
-import platform
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -33,6 +30,7 @@ from sae_analysis.activations import hook_activations, token_batches
 from sae_analysis.frequency import latent_frequencies
 from sae_analysis.io import load_sae, save_model, save_sae
 from sae_analysis.io.demo import BOS_TOKEN, D_VOCAB, corpus_bytes, corpus_files, stdlib_root
+from sae_analysis.io.provenance import stamp
 from sae_analysis.io.readers import replace_folder, write_json
 from sae_analysis.metrics import RARE_FREQ, explained_variance, frequency_fractions
 from sae_analysis.reconstruction import reconstruction_losses
@@ -45,6 +43,7 @@ REGENERATE = "sae-analysis demo build --resume   (equivalently: python -m traine
 QUICK_REGENERATE = "sae-analysis demo build --quick --out DIR"
 SIZE_LIMIT_BYTES = 25 * 1024 * 1024
 PACKAGES = ("torch", "transformer_lens", "numpy", "safetensors", "sae-analysis")
+"""Distributions whose versions the demo manifest records."""
 
 
 def checkpoint_dirs(run_dir: Path) -> list[tuple[int, Path]]:
@@ -113,28 +112,6 @@ def training_summary(run_dir: Path) -> dict[str, Any]:
             "resampled_latents_total": int(resamples.n.sum()) if len(resamples) else 0}
 
 
-def git_commit() -> str | None:
-    """The git commit of this checkout, or None outside a repository."""
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=10,
-                             cwd=Path(__file__).parent)
-        return out.stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def environment() -> dict[str, Any]:
-    """Interpreter, platform and library versions at creation."""
-    versions = {}
-    for name in PACKAGES:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = None
-    return {"python": sys.version.split()[0], "platform": platform.platform(), "machine": platform.machine(),
-            "torch_threads": torch.get_num_threads(), "versions": versions, "git_commit": git_commit()}
-
-
 def corpus_info(seq_len: int) -> dict[str, Any]:
     """How the corpus was built and which bytes it held (sizes per split)."""
     return {
@@ -199,7 +176,7 @@ def _manifest(cfg: Any, lm_metrics: dict[str, Any], saes: dict[str, Any]) -> dic
     sae_cfg = {k: v for k, v in cfg.sae.to_dict().items() if k != "seed"}
     return {
         "name": "demo", "quick": cfg.quick, "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "regenerate": QUICK_REGENERATE if cfg.quick else REGENERATE, "headline": headline, "environment": environment(),
+        "regenerate": QUICK_REGENERATE if cfg.quick else REGENERATE, "headline": headline, "environment": stamp(PACKAGES),
         "corpus": {**corpus_info(cfg.lm.n_ctx), "fingerprint": lm_metrics["corpus_fingerprint"]},
         "model": {k: v for k, v in lm_metrics.items() if k != "corpus_fingerprint"},
         "sae_train_config": sae_cfg, "saes": saes, "deviations": DEVIATIONS,
