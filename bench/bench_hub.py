@@ -21,10 +21,10 @@ import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT))
+sys.path.insert(0, str(REPO_ROOT / "tests"))  # the test fixtures' replica builder and Hub server, not a package import
 
-from tests.hub_replica import FULL, build_replica  # noqa: E402
-from tests.hubserver import HubServer  # noqa: E402
+from hub_replica import FULL, build_replica  # noqa: E402
+from hubserver import HubServer  # noqa: E402
 
 
 def _code_dir(root: Path, commit: str | None) -> Path:
@@ -45,17 +45,31 @@ def run_variant(root: Path, label: str, code: Path, argv: list[str], endpoint: s
         subprocess.run(["rm", "-rf", str(folder)], check=True)
     env = os.environ | {"HF_ENDPOINT": endpoint, "HF_HOME": str(home), "HF_HUB_OFFLINE": "0", "PYTHONPATH": str(code)}
     env.pop("HF_HUB_CACHE", None)
-    load_before, start = os.getloadavg(), time.perf_counter()
+    load_before, start, cpu_before = os.getloadavg(), time.perf_counter(), _children_cpu_s()
     cmd = [sys.executable, "-c", _RUNNER, str(code / "paper_figures.py"), "--source", "hub", "--out", str(out), *argv]
     done = subprocess.run(cmd, cwd=code, env=env, capture_output=True, text=True)
-    wall = time.perf_counter() - start
+    wall, cpu = time.perf_counter() - start, _children_cpu_s() - cpu_before
     (root / f"log-{label}.txt").write_text(done.stdout + done.stderr)
     results = json.loads((out / "results.json").read_text()) if (out / "results.json").exists() else {"figures": {}}
     peak = json.loads(done.stdout.strip().splitlines()[-1]).get("peak_rss_mb") if done.stdout.strip() else None
     return {"label": label, "code": str(code), "argv": argv, "rc": done.returncode, "wall_s": round(wall, 1),
+            "cpu_s": round(cpu, 1), "threads": torch_threads(),
             "peak_rss_mb": peak, "load_before": load_before, "load_after": os.getloadavg(),
             "figures": {n: {"status": s["status"], "seconds": s.get("seconds"), "reason": s.get("reason", "")[:120]}
                         for n, s in results["figures"].items()}}  # fmt: skip
+
+
+def _children_cpu_s() -> float:
+    """User + system CPU seconds of the finished child processes so far."""
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def torch_threads() -> int:
+    """Threads the child's torch uses (its default: the cores this process may run on)."""
+    return len(os.sched_getaffinity(0))
 
 
 _RUNNER = """
@@ -82,6 +96,8 @@ def table(runs: list[dict]) -> str:
             cells.append(f"{f['seconds']:.1f} s" if f.get("status") == "drawn" else f.get("status", "-"))
         lines.append(f"| {n} | " + " | ".join(cells) + " |")
     lines.append("| **wall (incl. loading)** | " + " | ".join(f"**{r['wall_s']:.0f} s**" for r in runs) + " |")
+    lines.append("| CPU time / threads (≈ wall on an idle machine) | " + " | ".join(
+        f"{r['cpu_s'] / r['threads']:.0f} s" for r in runs if "cpu_s" in r) + " |")  # fmt: skip
     lines.append("| peak RSS | " + " | ".join(f"{r['peak_rss_mb'] or 0:.0f} MB" for r in runs) + " |")
     lines.append("| load average before / after | " + " | ".join(
         f"{r['load_before'][0]:.1f} / {r['load_after'][0]:.1f}" for r in runs) + " |")  # fmt: skip

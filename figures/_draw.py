@@ -165,20 +165,26 @@ def scatter_within(ax: Axes, groups: Sequence[tuple[np.ndarray, np.ndarray, dict
     return xlim, ylim
 
 
-def shade_unresolved(ax: Axes, resolution: tuple[float, int] | None, *, axis: str = "x", label: bool = True) -> None:
+def shade_unresolved(
+    ax: Axes, resolution: tuple[float, int] | None, *, axis: str = "x", label: str | None = "legend", compact: bool = False
+) -> None:
     """Grey the log10 frequencies below log10(1/N), which a sample of N tokens cannot resolve (a latent that fires
-    less often than once in the sample reads as 0). `resolution` = (log10(1/N), N), from the caller; None draws nothing."""
+    less often than once in the sample reads as 0). `resolution` = (log10(1/N), N), from the caller; None draws nothing.
+    `label`: "legend" (an entry; `compact` puts it on three short lines), "inside" (written along the band, for panels
+    whose legend has no room) or None."""
     if resolution is None:
         return
     from figures.style import tokens_text
 
     floor, n = resolution
-    text = f"below 1/N, N = {tokens_text(n)} tokens: not resolved" if label else None
-    if axis == "x":
-        lo, hi = ax.get_xlim()
-        ax.axvspan(min(lo, floor), floor, color=BASELINE_GREY, alpha=0.15, linewidth=0, label=text)
-        ax.set_xlim(lo, hi)
-    else:
-        lo, hi = ax.get_ylim()
-        ax.axhspan(min(lo, floor), floor, color=BASELINE_GREY, alpha=0.15, linewidth=0, label=text)
-        ax.set_ylim(lo, hi)
+    parts = ("below 1/N", f"N = {tokens_text(n)} tokens", "not resolved")
+    entry = ("\n".join(parts) if compact else f"{parts[0]}, {parts[1]}: {parts[2]}") if label == "legend" else None
+    lo, hi = ax.get_xlim() if axis == "x" else ax.get_ylim()
+    span = ax.axvspan if axis == "x" else ax.axhspan
+    span(min(lo, floor), floor, color=BASELINE_GREY, alpha=0.15, linewidth=0, label=entry)
+    (ax.set_xlim if axis == "x" else ax.set_ylim)(lo, hi)
+    if label == "inside" and floor > lo:
+        middle, text = (min(lo, floor) + floor) / 2, f"{parts[2]}\n(< 1/N, N = {tokens_text(n)})"
+        where = dict(x=middle, y=0.5, rotation=90, transform=ax.get_xaxis_transform()) if axis == "x" else dict(
+            x=0.5, y=middle, rotation=0, transform=ax.get_yaxis_transform())  # fmt: skip
+        ax.text(s=text, ha="center", va="center", fontsize=7, color="0.35", **where)

@@ -188,6 +188,33 @@ def legends_covering_data(fig: Figure, renderer: RendererBase | None = None) -> 
     return problems
 
 
+def _all_texts(fig: Figure, renderer: RendererBase) -> Iterator[tuple[str, Bbox]]:
+    """(description, box) of every title, axis label and tick label of every visible Axes (colour bars and twins too)
+    and of the figure-level texts."""
+    for owner, what, text in _label_texts(fig):
+        yield what, text.get_window_extent(renderer)
+    for ax in _visible_axes(fig):
+        for axis in (ax.xaxis, ax.yaxis):
+            for label in axis.get_ticklabels(which="both"):
+                if label.get_visible() and label.get_text().strip():
+                    yield f"{_name(ax)} tick label {label.get_text()!r}", label.get_window_extent(renderer)
+
+
+def legends_over_text(fig: Figure, renderer: RendererBase | None = None) -> list[str]:
+    """Legends whose frame overlaps a title, an axis or tick label, or a figure title (a legend may sit anywhere on the
+    page, but never on words)."""
+    renderer = renderer or drawn_renderer(fig)
+    texts = list(_all_texts(fig, renderer))
+    problems = []
+    for legend in _legends(fig):
+        frame = legend.get_window_extent(renderer)
+        hits = [what for what, box in texts if _overlap(frame, box)]
+        if hits:
+            labels = [t.get_text() for t in legend.get_texts()][:2]
+            problems.append(f"legend {labels} overlaps {len(hits)} texts, e.g. {hits[0]}")
+    return problems
+
+
 def points_outside_limits(fig: Figure, *, min_inside: float = 0.99, renderer: RendererBase | None = None) -> list[str]:
     """Axes whose limits show fewer than `min_inside` of their data points (scatter offsets and line vertices)."""
     renderer or drawn_renderer(fig)  # autoscaled limits are final only after a draw
@@ -204,11 +231,12 @@ def points_outside_limits(fig: Figure, *, min_inside: float = 0.99, renderer: Re
 
 
 def layout_problems(fig: Figure, *, min_inside: float = 0.99) -> list[str]:
-    """Every problem the three predicates find (an empty list means the layout passes)."""
+    """Every problem the four predicates find (an empty list means the layout passes)."""
     renderer = drawn_renderer(fig)
     return (
         overlapping_labels(fig, renderer)
         + legends_covering_data(fig, renderer)
+        + legends_over_text(fig, renderer)
         + points_outside_limits(fig, min_inside=min_inside, renderer=renderer)
     )
 
@@ -241,14 +269,29 @@ def free_legend_loc(legend: Legend, ax: Axes, *, grow: float = 0.12) -> str | No
     return None
 
 
+
 def _decorated_extent(ax: Axes, renderer: RendererBase) -> tuple[float, float]:
-    """(right edge, bottom edge), in `ax`'s axes fraction, of `ax` and its twins with their tick and axis labels (legends
-    and other children excluded)."""
+    """(right edge, bottom edge), in `ax`'s axes fraction, of `ax` and its twins with their tick and axis labels and
+    texts such as the source line (legends and other children excluded)."""
     fig = root_figure(ax)
     twins = [a for a in fig.get_axes() if a.get_position().bounds == ax.get_position().bounds]
-    boxes = [a.get_tightbbox(renderer, bbox_extra_artists=[]) for a in twins]
+    boxes = [a.get_tightbbox(renderer, bbox_extra_artists=list(a.texts)) for a in twins]  # the source line too
     x1, y0 = ax.transAxes.inverted().transform((max(b.x1 for b in boxes), min(b.y0 for b in boxes)))
     return float(x1), float(y0)
+
+
+
+def _corner_cell(ax: Axes) -> Bbox:
+    """The empty top-right cell of a joint plot, in figure fraction: above the marginal that shares `ax`'s y axis and
+    right of the one that shares its x axis (the figure's top right corner when there are none)."""
+    fig = root_figure(ax)
+    box = ax.get_position()
+    others = [a for a in fig.axes if a is not ax]
+    right = [a.get_position() for a in others if a.get_shared_y_axes().joined(a, ax) and a.get_position().x0 >= box.x1]
+    top = [a.get_position() for a in others if a.get_shared_x_axes().joined(a, ax) and a.get_position().y0 >= box.y1]
+    if not right or not top:
+        return Bbox.from_extents(box.x1, box.y1, 1.0, 1.0)
+    return Bbox.from_extents(right[0].x0, top[0].y0, right[0].x1, top[0].y1)
 
 
 def place_legend(ax: Axes, *args: object, outside: str = "right", **kwargs: object) -> Legend:
@@ -262,10 +305,13 @@ def place_legend(ax: Axes, *args: object, outside: str = "right", **kwargs: obje
         legend.set_loc(loc)
         return legend
     if outside == "corner":
-        legend.set_loc("upper right")
-        legend.set_bbox_to_anchor((1.0, 1.0), transform=root_figure(ax).transFigure)
+        legend.set_loc("center")
+        legend.set_bbox_to_anchor(_corner_cell(ax), transform=root_figure(ax).transFigure)
         legend.set_in_layout(False)
-        return legend
+        if not legends_over_text(root_figure(ax)):
+            return legend
+        legend.set_in_layout(True)  # too wide for the corner cell: under the x label instead
+        outside = "below"
     right, bottom = _decorated_extent(ax, drawn_renderer(root_figure(ax)))
     if outside == "below":
         legend.set_loc("upper center")
@@ -274,6 +320,18 @@ def place_legend(ax: Axes, *args: object, outside: str = "right", **kwargs: obje
         legend.set_loc("upper left")
         legend.set_bbox_to_anchor((right + 0.02, 1.0), transform=ax.transAxes)
     return legend
+
+
+def legend_of(ax: Axes) -> Legend | None:
+    """The legend `place_legend` made for `ax`: its own, or the figure-margin one that names `ax` as its owner."""
+    if ax.get_legend() is not None:
+        return ax.get_legend()
+    fig = root_figure(ax)
+    for sub in [fig, *fig.subfigs]:
+        for legend in sub.legends:
+            if getattr(legend, "owner_axes", None) is ax:
+                return legend
+    return None
 
 
 def wrap_to_width(text: str, width_inches: float, fontsize: float) -> str:

@@ -96,10 +96,7 @@ def plot_frequency_histograms(
         if per_ckpt.ndim != 2 or per_ckpt.shape[0] != len(tokens_arr):
             raise ValueError(f"log10_freq must be [n_checkpoints={len(tokens_arr)}, d_sae], got {per_ckpt.shape}")
         box_marginal(ax, list(per_ckpt), colors)
-    shade_unresolved(ax, resolution)
-    if resolution is not None:  # the checkpoints are named by the colour bar; the legend names only the shading
-        handles, labels = ax.get_legend_handles_labels()
-        ax.legend(handles[-1:], labels[-1:], loc="upper left")
+    shade_unresolved(ax, resolution, label="inside")  # no legend: the colour bar names the checkpoints
     ax.figure.colorbar(mappable, ax=ax, label="million tokens")
     ax.set(xlabel="Freq (Log10)", ylabel="Percent of latents")
     set_title(ax, title)
@@ -139,7 +136,7 @@ def plot_phase_curve(
             shown = [resolution[0], *finite(median).tolist()]
             twin.set_ylim(min(shown) - 0.5, max(shown) + 0.5)
         twin.plot(millions, median, marker="s", color=ENC_COLOR, label="ULF median freq")
-        shade_unresolved(twin, resolution, axis="y")
+        shade_unresolved(twin, resolution, axis="y", label="inside")
         twin.set_ylabel("Median ULF freq (Log10)")
         twin.grid(False)
         twin.spines["right"].set_visible(True)
@@ -148,8 +145,8 @@ def plot_phase_curve(
         reference_vline(ax, changepoint / 1e6, f"changepoint ≈ {tokens_text(changepoint)} tokens", color="black")
     for name, where in (markers or {}).items():
         reference_vline(ax, where / 1e6, name, color=BASELINE_GREY)
-    place_legend(legend_ax, *_merged_legend(ax))  # checked against the points of both y axes
-    add_source(ax, source)
+    add_source(ax, source)  # first, so that a legend under the panel goes below it
+    place_legend(legend_ax, *_merged_legend(ax), outside="below")  # checked against the points of both y axes
     return ax
 
 
@@ -231,8 +228,8 @@ def plot_freq_vs_freq(
         percent_hist(right, b, bins=bins, color=SEED_COLORS[0], orientation="horizontal")
     else:
         raise ValueError(f"marginal must be 'hist' or 'box', got {marginal!r}")
-    shade_unresolved(joint, resolution)
-    shade_unresolved(joint, resolution, axis="y", label=False)
+    shade_unresolved(joint, resolution, label="inside")
+    shade_unresolved(joint, resolution, axis="y", label=None)
     joint.set(xlabel=f"{label_a}: Freq (Log10)", ylabel=f"{label_b}: Freq (Log10)")
     set_suptitle(fig, title or f"Frequencies for {label_a} and {label_b}")
     place_legend(joint, outside="corner", markerscale=3)

@@ -191,7 +191,7 @@ def plot_enc_vs_dec_top1(enc_fve_top_1: np.ndarray, dec_fve_top_1: np.ndarray, *
         ylabel="Decoder: Frac Explained by Top Neuron",
     )
     set_title(ax, "Top-neuron share, encoder vs decoder")
-    ax.legend(markerscale=2, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)  # the square is full of points
+    place_legend(ax, markerscale=2)
     add_source(ax, source)
     return ax
 

@@ -6,6 +6,7 @@ everywhere. `use_style()` is a context manager over `matplotlib.rc_context`; not
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -84,7 +85,9 @@ def add_source(target: Axes | Figure | SubFigure, source: str) -> None:
     right corner of a Figure/SubFigure."""
     text = source_text(source)
     style = {"fontsize": SOURCE_FONTSIZE, "color": "0.4", "parse_math": False}
-    if isinstance(target, Axes):
+    if isinstance(target, Axes):  # wrapped to the panel's width, so a long label does not squeeze the panel
+        width_in = target.get_position().width * target.get_figure(root=True).get_figwidth()
+        text = "\n".join(textwrap.fill(line, max(30, int(width_in * 72 / (0.5 * SOURCE_FONTSIZE)))) for line in text.split("\n"))
         target.annotate(
             text, xy=(0, 0), xycoords="axes fraction", xytext=(0, -30), textcoords="offset points", ha="left", va="top", **style
         )

@@ -88,7 +88,7 @@ def _snapshots(ctx: Context) -> tuple[np.ndarray, np.ndarray, int]:
         return np.array(tokens), logs, measured[tokens[0]].n_tokens
     if src.snapshots is None:
         raise Skip("this source has no frequency snapshots")
-    return (*src.snapshots(), 0)
+    return (*src.snapshots(), src.snapshot_tokens)
 
 
 def resolution(n_tokens: int) -> tuple[float, int] | None:

@@ -45,6 +45,11 @@ def planted_sae(seed: int, d_sae: int, acts: torch.Tensor) -> SAE:
     return sae
 
 
+PLANTED_SNAPSHOT_TOKENS = 65_536
+"""The token count the planted snapshots claim to be measured on (the hub's CPU default), so that F2/F4/F5 draw their
+unresolved band and its legend entry at full scale, as on the hub."""
+
+
 def _snapshots(d_sae: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Seven checkpoints (the post's 9-25) of log frequencies with a planted step: 40 % of the latents drop by three
     decades from the fifth on, with a few dead ones at the -6.5 floor."""
@@ -77,4 +82,5 @@ def load_planted(args: argparse.Namespace) -> Source:
         "planted", f"planted full-scale checkpoints ({d_in} x {d_sae})", model, saes, tokens,
         lambda ids: [f"t{i} " for i in ids], lambda: snapshots, dict.fromkeys(RUNS["planted"], log_df),
         {"planted": {"d_in": d_in, "d_sae": d_sae}},
+        snapshot_tokens=PLANTED_SNAPSHOT_TOKENS,
     )  # fmt: skip

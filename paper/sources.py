@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache, partial
@@ -82,6 +83,8 @@ class Source:
     provenance: dict[str, Any] = field(default_factory=dict)
     stored_freq: dict[str, FrequencyResult] = field(default_factory=dict)
     """Per run: frequencies stored with the SAE on a recorded token count (used unless --tokens is given)."""
+    snapshot_tokens: int = 0
+    """Tokens each stored snapshot's frequencies were counted on (0 when unknown), for what F2/F4/F5 can resolve."""
     checkpoints: Callable[[], dict[int, Any]] | None = None
     """Training tokens -> SAE of the first run's checkpoints, whose frequencies are measured on `tokens` (the hub)."""
 
@@ -158,7 +161,17 @@ def load_demo(args: argparse.Namespace) -> Source:
     model = load_model("demo", device=args.device)
     snapshots = partial(read_frequency_snapshots, root / runs[0])  # read only when F2 misses the cache
     stored = stored_demo_frequencies(saes, manifest)
-    return Source("demo", "embedded demo", model, saes, tokens, _byte_decode, snapshots, logs, prov, stored)
+    return Source("demo", "embedded demo", model, saes, tokens, _byte_decode, snapshots, logs, prov, stored,
+                  snapshot_tokens=snapshot_token_count(logs.get(runs[0])))  # fmt: skip
+
+
+def snapshot_token_count(log: pd.DataFrame | None) -> int:
+    """Tokens the trainer counted each checkpoint's frequency snapshot on, from the run log's checkpoint rows
+    (`freq_source` 'model: N tokens'); 0 when the log does not say, or says different counts."""
+    if log is None or "freq_source" not in log:
+        return 0
+    counts = {int(m.group(1)) for s in log["freq_source"].dropna() if (m := re.search(r"(\d+) tokens", str(s)))}
+    return counts.pop() if len(counts) == 1 else 0
 
 
 def load_hub(args: argparse.Namespace) -> Source:

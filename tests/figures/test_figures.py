@@ -24,6 +24,7 @@ from figures import (
     plot_singular_values,
     plot_training_curves,
 )
+from figures._layout import legend_of
 from figures.style import CHECKPOINT_CMAP, DEC_COLOR, ENC_COLOR
 
 
@@ -33,7 +34,7 @@ def all_texts(target) -> list[str]:
     texts = [t.get_text() for t in fig.texts]
     for ax in fig.axes:
         texts += [t.get_text() for t in ax.texts] + [ax.get_title(), ax.get_title("left")]
-        legend = ax.get_legend()
+        legend = legend_of(ax)
         texts += [t.get_text() for t in legend.get_texts()] if legend else []
     return texts
 
@@ -45,7 +46,7 @@ def box_medians(ax) -> list[tuple[float, float]]:
 
 
 def legend_texts(ax) -> list[str]:
-    return [t.get_text() for t in ax.get_legend().get_texts()]
+    return [t.get_text() for t in legend_of(ax).get_texts()]
 
 
 def vline_xs(ax) -> list[float]:
@@ -62,7 +63,7 @@ def test_f1_histogram_percent_threshold_and_source(rng):
     assert (ax.get_xlabel(), ax.get_ylabel()) == ("Freq (Log10)", "Percent of latents")
     assert "source: embedded demo (seed1)" in all_texts(ax)
     no_threshold = plot_frequency_histogram(values, bins=20, source="s", ax=plt.figure().gca())
-    assert vline_xs(no_threshold) == [] and no_threshold.get_legend() is None  # thresholds come from the caller only
+    assert vline_xs(no_threshold) == [] and legend_of(no_threshold) is None  # thresholds come from the caller only
 
 
 def test_axes_contract_none_means_current_axes(rng):

@@ -196,3 +196,42 @@ def test_a_legend_over_the_middle_of_a_line_segment_is_found():
     assert legends_covering_data(fig)
     ax.get_legend().set_loc("upper center")
     assert legends_covering_data(fig) == []
+
+
+def test_a_legend_over_a_title_or_tick_labels_is_found_and_one_beside_them_is_not():
+    from figures._layout import legends_over_text
+
+    fig = plt.figure(figsize=(4, 3))  # no layout engine: the boxes stay where they are put
+    ax = fig.gca()
+    ax.plot([0, 1], [0, 1], label="a line")
+    ax.set_title("A title long enough to be hit")
+    legend = ax.legend(loc="center", bbox_to_anchor=(0.5, 1.04))  # sits on the title
+    assert any("A title" in problem for problem in legends_over_text(fig))
+    legend.set_bbox_to_anchor((0.5, -0.02))  # on the x tick labels
+    assert legends_over_text(fig)
+    legend.set_loc("center")
+    legend.set_bbox_to_anchor((0.5, 0.5))  # inside, over the data but over no text
+    assert legends_over_text(fig) == []
+    plt.close(fig)
+
+
+def test_the_corner_legend_of_a_joint_plot_sits_in_the_empty_cell_and_legend_of_finds_any_legend():
+    from figures._layout import legend_of, legends_over_text
+
+    fig = plt.figure(figsize=(5, 5), layout="constrained")
+    grid = fig.add_gridspec(2, 2, width_ratios=(4, 1), height_ratios=(1, 4))
+    joint = fig.add_subplot(grid[1, 0])
+    top, right = fig.add_subplot(grid[0, 0], sharex=joint), fig.add_subplot(grid[1, 1], sharey=joint)
+    fig.suptitle("A figure title that spans the whole width of the page, corner included")
+    xy = np.random.default_rng(0).uniform(0, 1, (2000, 2))
+    joint.scatter(*xy.T, label="points")
+    top.hist(xy[:, 0])
+    right.hist(xy[:, 1], orientation="horizontal")
+    legend = place_legend(joint, outside="corner")
+    fig.canvas.draw()
+    frame, cell = legend.get_window_extent(), Bbox.from_extents(right.get_window_extent().x0, top.get_window_extent().y0,
+                                                                 right.get_window_extent().x1, top.get_window_extent().y1)
+    centre = ((frame.x0 + frame.x1) / 2, (frame.y0 + frame.y1) / 2)
+    assert cell.contains(*centre) and not frame.overlaps(joint.get_window_extent())  # the empty cell
+    assert legends_over_text(fig) == [] and legend_of(joint) is legend and legend_of(top) is None
+    plt.close(fig)

@@ -23,6 +23,7 @@ from figures import (
     plot_vs_frequency,
     use_style,
 )
+from figures._layout import legend_of
 from figures.case_study import visible
 from figures.style import BASELINE_GREY, RC, SPARSITY_COLORS, add_source, seed_color
 
@@ -80,7 +81,7 @@ def test_f17_kurtosis_clipped_into_edge_bins(rng):
     assert sum(p.get_height() for p in real_bars) == 52  # the two outliers are clipped in, not dropped
     assert real_bars[-1].get_height() >= 1 and real_bars[0].get_height() >= 1
     assert ax.get_title().replace("\n", " ") == "Neuron Kurtosis (real vs random baseline, clipped at 50)"
-    assert [t.get_text().split(" ")[0] for t in ax.get_legend().get_texts()] == ["random", "real"]
+    assert [t.get_text().split(" ")[0] for t in legend_of(ax).get_texts()] == ["random", "real"]
     medians = [x for x, _ in box_medians(ax)]  # box marginal of the clipped values, baseline on top
     assert medians == [pytest.approx(np.median(baseline)), pytest.approx(np.median(np.clip(real, -5, 50)))]
 
@@ -97,9 +98,9 @@ def test_f21_panels_split_by_rare_mask_with_ols_line(rng):
     assert len(visible_axes) == 4 and len(fig.axes) == 6  # 2x3 grid, two cells left without axes
     first = visible_axes[0]
     assert [len(c.get_offsets()) for c in first.collections] == [25, 15]  # no outliers: nothing at the edge
-    assert first.get_legend().get_texts()[0].get_text() == "OLS on the points inside the axes:\ny = 2 x +1"
+    assert legend_of(first).get_texts()[0].get_text() == "OLS on the points inside the axes:\ny = 2 x +1"
     np.testing.assert_allclose(first.lines[0].get_ydata(), 2.0 * first.lines[0].get_xdata() + 1.0)
-    key = fig.axes[4].get_legend()  # the common / rare key, once, in the first spare cell
+    key = legend_of(fig.axes[4])  # the common / rare key, once, in the first spare cell
     assert [t.get_text() for t in key.get_texts()] == ["common (n=25)", "rare (n=15)"]
     assert [ax.get_title() for ax in visible_axes][:2] == ["Encoder bias vs frequency", "Encoder norm vs frequency"]
     assert all_texts(fig).count("source: s") == 1
@@ -184,7 +185,7 @@ def test_f12_cumulative_fve_curves_end_at_100_percent(rng):
     base = {1: rng.uniform(0, 0.1, 30)}
     ax = plot_fve_histograms(fve, baseline_by_k=base, bins=10, source="s", ax=plt.figure().gca())
     assert len(ax.patches) == 3  # one step outline per curve: top 1, its baseline, top 10
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["top 1", "top 1, Gaussian baseline", "top 10"]
+    assert [t.get_text() for t in legend_of(ax).get_texts()] == ["top 1", "top 1, Gaussian baseline", "top 10"]
     last_heights = [p.get_path().vertices[:, 1].max() for p in ax.patches]
     np.testing.assert_allclose(last_heights, 100.0)  # cumulative percent reaches 100
     assert ax.get_ylabel() == "Cumulative percent of latents"
@@ -205,7 +206,7 @@ def test_f22_groups_split_by_commonness(rng):
     )
     heights = [p.get_height() for p in ax.patches if isinstance(p, Rectangle)]
     assert sum(heights[:8]) == pytest.approx(100.0) and sum(heights[8:]) == pytest.approx(100.0)  # percent within each group
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["freq > 10^-3.5 (n=6)", "rest (n=4)"]
+    assert [t.get_text() for t in legend_of(ax).get_texts()] == ["freq > 10^-3.5 (n=6)", "rest (n=4)"]
     with pytest.raises(ValueError, match="is_common"):
         plot_by_commonness(values, common[:3], name="x", source="s", ax=plt.figure().gca())
 

@@ -23,8 +23,9 @@ def test_ulf_median_below_one_over_n_is_not_drawn_and_the_band_is_shaded():
     twin = next(a for a in ax.figure.axes if a is not ax)
     drawn = twin.lines[0].get_ydata()
     assert np.isnan(drawn[:2]).all() and drawn[2:].tolist() == [-3.0, -4.0]
-    assert len(_shaded(twin)) == 1 and twin.get_ylim()[0] < RES[0]
-    assert tokens_text(65536) in _shaded(twin)[0].get_label()
+    bands = [p for p in twin.patches if p.get_alpha() == 0.15]
+    assert len(bands) == 1 and twin.get_ylim()[0] < RES[0] and bands[0].get_y() + bands[0].get_height() == RES[0]
+    assert any("not resolved" in t.get_text() and tokens_text(65536) in t.get_text() for t in twin.texts)  # said in the band
 
 
 def test_histogram_scatter_and_floor_curve_shade_only_below_one_over_n():
@@ -35,6 +36,7 @@ def test_histogram_scatter_and_floor_curve_shade_only_below_one_over_n():
     assert _shaded(F.plot_frequency_histogram(values, source="test", ax=new_figure().gca())) == []
     fig = F.plot_freq_vs_freq(values, values, label_a="a", label_b="b", source="test", resolution=RES)
     joint = fig.axes[0]
-    assert len([p for p in joint.patches if p.get_alpha() == 0.15]) == 2 and len(_shaded(joint)) == 1
+    assert len([p for p in joint.patches if p.get_alpha() == 0.15]) == 2 and _shaded(joint) == []  # no legend entry:
+    assert any("not resolved" in t.get_text() and tokens_text(65536) in t.get_text() for t in joint.texts)  # in the band
     curve = F.plot_loss_vs_floor({"run": (np.array([-6.5, -4, 0]), np.array([0.9, 0.8, 0.0]))}, source="t", resolution=RES)
     assert len(_shaded(curve)) == 1

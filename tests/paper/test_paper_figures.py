@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from figures._layout import legend_of
 from paper import sources
 from paper.cache import Cache
 from paper.published import PUBLISHED
@@ -320,14 +321,14 @@ def test_thresholds_come_from_sae_analysis_at_draw_time(smoke_out, monkeypatch):
     monkeypatch.setattr(ulf, "ULF_COS_THRESHOLD", 0.8)
     monkeypatch.setattr(metrics, "COMMON_FREQ", 1e-2)
     fig = pf.f01_frequency_histogram(ctx)
-    assert vlines(fig) == [-3.0] and fig.axes[0].get_legend().get_texts()[0].get_text().startswith("freq < 1e-3")
+    assert vlines(fig) == [-3.0] and legend_of(fig.axes[0]).get_texts()[0].get_text().startswith("freq < 1e-3")
     assert -3.0 in vlines(pf.f06_loss_vs_floor(ctx))
     assert 0.8 in vlines(pf.FIGURES["f10_rare_cos_vs_freq"](ctx)) and 0.8 in vlines(pf.f07_rare_directions(ctx))
     monkeypatch.setattr(sparsity, "SparsityThresholds", lambda: SparsityThresholds(top_1=0.5, next_9=0.2))
     joint = next(ax for ax in pf.FIGURES["f15_decoder_top_vs_next9"](ctx).axes if ax.get_xlabel().startswith("Frac"))
     assert [ln.get_xdata()[0] for ln in joint.lines] == [0.5, 0] and joint.lines[1].get_ydata()[0] == 0.2
     f21 = pf.f21_bias_norm_vs_freq(ctx)
-    assert any(t.get_text().startswith("freq < 1e-2") for ax in f21.axes for t in ax.get_legend().get_texts())
+    assert any(t.get_text().startswith("freq < 1e-2") for ax in f21.axes for t in legend_of(ax).get_texts())
     plt.close("all")
 
 
