@@ -4,7 +4,7 @@
     sae-analysis train --preset demo --out runs/ddp --nproc 2                  # the same: relaunches itself under torchrun
 
 `trainers.cli.run` calls `maybe_run_distributed` first: under torchrun (WORLD_SIZE > 1) each process joins the group and
-trains its shard with `trainers.distributed.train_distributed`; with `--nproc N > 1` the command relaunches itself as
+trains its shard with `trainers.train.train` over a `trainers.collective.TorchDistributed`; with `--nproc N > 1` the command relaunches itself as
 `python -m torch.distributed.run --standalone --nproc_per_node N -m trainers ...`; otherwise the single-process trainer
 runs unchanged.
 """
@@ -139,7 +139,9 @@ def run_rank(args: argparse.Namespace, ddp: DDPConfig) -> int:
     """One torchrun worker: join the group, train this rank's shard, leave. Exit code 0, 130 (interrupted) or
     EXIT_RANK_FAILURE when another rank died or hung."""
     from trainers.cli_inputs import config_from_args
-    from trainers.distributed import RankFailureError, train_distributed
+    from trainers.collective import TorchDistributed
+    from trainers.ddp_reduce import RankFailureError
+    from trainers.train import train
 
     cfg = config_from_args(args)
     rank, world = init_process_group(cfg, ddp)
@@ -148,8 +150,8 @@ def run_rank(args: argparse.Namespace, ddp: DDPConfig) -> int:
     try:
         source, evaluator = rank_data(args, cfg, rank, world)
         out = Path(args.out or f"runs/{args.preset}")
-        result = train_distributed(cfg, source, out_dir=out, evaluator=evaluator, resume=args.resume,
-                                   progress=not args.no_progress and rank == 0)
+        result = train(cfg, source, out_dir=out, evaluator=evaluator, resume=args.resume, progress=not args.no_progress,
+                       collective=TorchDistributed(cfg.device))
     except RankFailureError as err:
         log.error("%s", err)
         # Leave at once: with a peer gone, tearing down the gloo group at interpreter exit can abort (SIGABRT,

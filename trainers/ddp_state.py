@@ -4,7 +4,7 @@ file, next to the shared state that rank 0 writes with `trainers.checkpoint.save
     out_dir/state/trainer_state.safetensors       shared: SAE, Adam, tracker, step, config, world_size (rank 0)
     out_dir/state/rank<r>/<step>.safetensors      rank r's buffer, RNG and source position at that step
 
-Order of a save (`DistributedTrainer.save_state`): every rank writes its file for the new step (atomically), barrier,
+Order of a save (`trainers.trainer_state.save_trainer_state`): every rank writes its file for the new step (atomically), barrier,
 rank 0 replaces the shared file (atomically), barrier, every rank deletes its files of other steps. A crash at any point
 leaves a shared file whose step has a complete set of rank files.
 """
