@@ -3,12 +3,15 @@ fix (`sae_analysis.errors.UsageError` or `sae_analysis.io.errors.MissingFileErro
 
 from __future__ import annotations
 
-import argparse
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sae_analysis.errors import UsageError
 from sae_analysis.io.errors import MissingFileError
+
+if TYPE_CHECKING:
+    from trainers.cli_inputs import RunInputs
 
 
 def requested_world_size(nproc: int | None) -> int:
@@ -51,12 +54,12 @@ def check_data(spec: str) -> None:
                                ".safetensors / .parquet path)")
 
 
-def preflight(args: argparse.Namespace, out: Path, model: str) -> None:
+def preflight(inputs: RunInputs, nproc: int | None) -> None:
     """Every check above, in the order a user would fix them."""
-    check_data(args.data)
-    check_model(model)
-    if args.resume:
-        check_resume(out, requested_world_size(args.nproc))
+    check_data(inputs.data)
+    check_model(inputs.model)
+    if inputs.resume:
+        check_resume(inputs.out, requested_world_size(nproc))
 
 
 __all__ = ["requested_world_size", "check_resume", "check_model", "check_data", "preflight"]
