@@ -43,21 +43,22 @@ def synthetic_pool(n: int, d_in: int, seed: int = 1) -> torch.Tensor:
 
 
 def bench_config(args: argparse.Namespace, step_impl: str) -> object:
-    from trainers import TrainConfig
+    from trainers import NoResample, TrainConfig
 
     return TrainConfig(d_in=args.d_in, dict_mult=args.dict_mult, batch_size=args.batch, buffer_mult=4, buffer_dtype="float32",
                        num_tokens=args.batch * args.steps, log_every_tokens=args.batch * max(1, args.steps // 8),
                        eval_every_tokens=10**9,
-                       checkpoint_every_tokens=10**12, resample="none", end_of_data="wrap", device=args.device,
+                       checkpoint_every_tokens=10**12, resample=NoResample(), end_of_data="wrap", device=args.device,
                        step_impl=step_impl,
                        model_name="synthetic", seed=0)
 
 
 def worker(args: argparse.Namespace) -> None:
     """One process of one configuration (a rank when WORLD_SIZE > 1)."""
+    from trainers.distributed import train_distributed
+
     from trainers import TensorActivations, train
     from trainers.ddp_launch import DDPConfig, init_process_group
-    from trainers.distributed import train_distributed
 
     logging.getLogger("trainers").setLevel(logging.ERROR)  # the synthetic pool wraps around: expected, not news
     world = int(os.environ.get("WORLD_SIZE", "1"))

@@ -16,6 +16,7 @@ import logging
 from trainers.cli_inputs import RunInputs, config_from_args, data_source, inputs_from_args, load_sequences
 from trainers.config import PRESETS, TrainConfig, schedule_warnings
 from trainers.config_migrate import RENAMED
+from trainers.config_resample import FLAT_FIELDS, METHODS
 from trainers.ddp_launch import add_distributed_arguments, launch, pop_distributed_arguments, read_launch_file, run_rank
 from trainers.preflight import preflight, requested_world_size
 
@@ -42,6 +43,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         flags = {f"--{f.name}", f"--{f.name.replace('_', '-')}"}
         doc = docs.get(f.name, "").replace("%", "%%")
         group.add_argument(*sorted(flags), dest=f.name, default=None, metavar="VALUE", help=doc)
+    opts = parser.add_argument_group("resampling options (of the --resample method named in brackets)")
+    for flat, (method, name) in FLAT_FIELDS.items():
+        doc = field_docs(METHODS[method]).get(name, "").replace("%", "%%")
+        opts.add_argument(f"--{flat}", f"--{flat.replace('_', '-')}", dest=flat, default=None, metavar="VALUE",
+                          help=f"[{method}] {doc}")
     old = parser.add_argument_group("deprecated schedule flags (counted steps; converted to tokens with a warning)")
     for name, new in RENAMED.items():
         old.add_argument(f"--{name}", f"--{name.replace('_', '-')}", dest=name, default=None, metavar="VALUE",
@@ -49,9 +55,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 
-def field_docs() -> dict[str, str]:
-    """The docstring under each TrainConfig field (the flags' help texts)."""
-    tree = ast.parse(inspect.getsource(TrainConfig))
+def field_docs(cls: type = TrainConfig) -> dict[str, str]:
+    """The docstring under each field of a config dataclass (the flags' help texts)."""
+    tree = ast.parse(inspect.getsource(cls))
     body = tree.body[0].body  # type: ignore[attr-defined]
     docs = {}
     for node, nxt in zip(body, body[1:]):

@@ -18,6 +18,7 @@ from sae_analysis.errors import UsageError
 from trainers.checkpoint import read_state_meta
 from trainers.config import TrainConfig, preset
 from trainers.config_migrate import RENAMED
+from trainers.config_resample import FLAT_FIELDS
 
 
 def data_source(args: argparse.Namespace) -> str:
@@ -65,11 +66,11 @@ def inputs_from_args(args: argparse.Namespace) -> RunInputs:
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The preset with the flags given; with --resume and a saved run, the saved config with the flags given."""
-    fields = {f.name for f in dataclasses.fields(TrainConfig)} | set(RENAMED)  # old names: deprecated flags
+    fields = {f.name for f in dataclasses.fields(TrainConfig)} | set(RENAMED) | set(FLAT_FIELDS)  # RENAMED: deprecated
     overrides = {k: v for k, v in vars(args).items() if k in fields and v is not None}
     meta = read_state_meta(Path(args.out or f"runs/{args.preset}")) if args.resume else None
     base = TrainConfig.from_dict(meta["cfg"]) if meta is not None else preset(args.preset)
-    return base.with_overrides(overrides)
+    return base.with_overrides(overrides, flat_flags=True)
 
 
 def preset_or_saved_model(args: argparse.Namespace) -> str:

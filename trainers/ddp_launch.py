@@ -75,12 +75,10 @@ def init_process_group(cfg: TrainConfig, ddp: DDPConfig) -> tuple[int, int]:
 def shard_sequences(tokens: Int[Tensor, "n_seq pos"], rank: int, world_size: int) -> Int[Tensor, "n_shard pos"]:
     """Rank `rank`'s contiguous, disjoint shard; every shard has `n_seq // world_size` sequences (the remainder is
     dropped so that all ranks run out of data at the same step)."""
-    if not 0 <= rank < world_size:
-        raise ValueError(f"rank {rank} is outside 0..{world_size - 1}")
-    n = len(tokens) // world_size
-    if n == 0:
-        raise ValueError(f"{len(tokens)} sequences cannot be shared by {world_size} ranks")
-    return tokens[rank * n:(rank + 1) * n]
+    from trainers.source import shard_ranges
+
+    (start, stop), = shard_ranges(len(tokens), rank, world_size)
+    return tokens[start:stop]
 
 
 
@@ -141,8 +139,8 @@ def rank_data(cfg: TrainConfig, inputs: RunInputs, rank: int, world: int) -> tup
 
     model = load_model(inputs.model, device=cfg.device)
     train_seqs, eval_seqs = load_sequences(inputs.data, cfg, model, inputs.bos)
-    source = ModelActivations(model, shard_sequences(train_seqs, rank, world), hook_name=cfg.hook_name,
-                              model_batch=cfg.model_batch, autocast=cfg.model_autocast, wrap=cfg.end_of_data == "wrap")
+    source = ModelActivations(model, train_seqs, hook_name=cfg.hook_name, model_batch=cfg.model_batch,
+                              autocast=cfg.model_autocast, wrap=cfg.end_of_data == "wrap", shard=(rank, world))
     evaluator = ModelEvaluator(model, eval_seqs, hook_name=cfg.hook_name, batch_size=min(cfg.model_batch, 64))
     return source, evaluator if rank == 0 else None
 

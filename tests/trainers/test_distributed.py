@@ -1,6 +1,6 @@
-"""Data-parallel training (`trainers.train.Trainer` over `trainers.collective.TorchDistributed`) on CPU with gloo and 2
-ranks: the steps equal a single-process run on the concatenated global batch, ranks stay identical through resampling, plus the pure helpers (loss scaling, sharding,
-per-rank state files).
+"""Data-parallel training (`Trainer` over `TorchDistributed`) on CPU with gloo and 2 ranks: the steps equal a
+single-process run on the concatenated global batch, ranks stay identical through resampling, plus the pure helpers
+(loss scaling, sharding, per-rank state files).
 
 The rank processes run this file as a script (`python tests/test_distributed.py worker OUT_DIR`) with torchrun's
 environment variables; each test bounds them with a subprocess timeout, so a hang fails the test instead of CI.
@@ -20,11 +20,11 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from sae_analysis.io.runs import read_metrics
-from trainers import ActivationEvaluator, TrainConfig
-from trainers.ddp_launch import shard_sequences
-from trainers.ddp_state import load_rank_state, prune_rank_states, rank_state_path, save_rank_state
+from trainers import ActivationEvaluator, AnthropicResample, KaimingResample, NoResample, TrainConfig
 from trainers.collective import TorchDistributed
+from trainers.ddp_launch import shard_sequences
 from trainers.ddp_reduce import global_losses, is_collective_failure, rank_objective
+from trainers.ddp_state import load_rank_state, prune_rank_states, rank_state_path, save_rank_state
 from trainers.train import Trainer, make_buffer
 
 WORLD = 2
@@ -32,14 +32,12 @@ STEPS, BATCH, D_IN = 12, 32, 16
 BASE = dict(d_in=D_IN, dict_mult=4, batch_size=BATCH, buffer_mult=2, buffer_dtype="float32", lr=1e-2, l1_coeff=3e-3,
             num_tokens=STEPS * BATCH, seed=3, log_every_tokens=2 * BATCH, eval_every_tokens=4 * BATCH, eval_tokens=64,
             checkpoint_every_tokens=10**9,
-            resample="none", model_name="synthetic")
+            resample=NoResample(), model_name="synthetic")
 SCENARIOS = {
     # Neel's resampling from the training window, right after a checkpoint (as the original: save, then resample)
-    "kaiming": dict(resample="kaiming", resample_every_tokens=4 * BATCH, resample_freq=0.05,
-                    checkpoint_every_tokens=4 * BATCH),
+    "kaiming": dict(resample=KaimingResample(every_tokens=4 * BATCH, freq=0.05), checkpoint_every_tokens=4 * BATCH),
     # Anthropic's: held-out inputs, loss²-weighted seeds, Adam moments of the new latents zeroed (then broadcast)
-    "anthropic": dict(resample="anthropic", resample_at_tokens=(5 * BATCH, 9 * BATCH), resample_window_tokens=2 * BATCH,
-    resample_inputs=128),
+    "anthropic": dict(resample=AnthropicResample(at_tokens=(5 * BATCH, 9 * BATCH), window_tokens=2 * BATCH, inputs=128)),
     "per_token": dict(loss_convention="per_token", l1_coeff=0.1, decoder_norm="project_grad_and_renorm"),
     # autograd's backward accumulating into the views of the flat gradient buffer, averaged by the same all-reduce
     "autograd": dict(step_impl="autograd"),
@@ -58,7 +56,7 @@ def planted(n: int, seed: int) -> torch.Tensor:
 def scenario_data(name: str) -> tuple[TrainConfig, torch.Tensor, ActivationEvaluator | None]:
     """(config, global batches [steps, batch, d_in], evaluator) of a scenario."""
     cfg = TrainConfig(**{**BASE, **SCENARIOS[name]})
-    evaluator = ActivationEvaluator(planted(256, seed=1), batch_size=64) if cfg.resample == "anthropic" else None
+    evaluator = ActivationEvaluator(planted(256, seed=1), batch_size=64) if cfg.resample.method == "anthropic" else None
     return cfg, planted(STEPS * BATCH, seed=0).reshape(STEPS, BATCH, D_IN), evaluator
 
 
@@ -237,15 +235,15 @@ def test_checkpoints_written_once_by_rank0_with_per_rank_data_state(ddp_run):
 
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
 def test_world_size_one_reproduces_the_single_process_trainer(tmp_path, monkeypatch, device):
-    """The whole pipeline (buffer, step with the flat all-reduce, tracker, resampling, checkpoints) on a group of one rank (gloo on CPU, nccl
-    on CUDA) ends where `train` ends on the same activations."""
+    """The whole pipeline (buffer, step with the flat all-reduce, tracker, resampling, checkpoints) on a group of one
+    rank (gloo on CPU, nccl on CUDA) ends where `train` ends on the same activations."""
     import torch.distributed as dist
 
     from trainers import TensorActivations, train
     from trainers.ddp_launch import DDPConfig, init_process_group
 
     cfg = TrainConfig(**{**BASE, **SCENARIOS["kaiming"], "num_tokens": 40 * BATCH, "checkpoint_every_tokens": 20 * BATCH,
-                         "resample_every_tokens": 20 * BATCH, "resample_freq": 0.4, "buffer_mult": 4, "end_of_data": "wrap",
+                         "resample": KaimingResample(every_tokens=20 * BATCH, freq=0.4), "buffer_mult": 4, "end_of_data": "wrap",
                          "device": device})
     data = planted(20 * BATCH, seed=0)
     ref = train(cfg, TensorActivations(data, chunk=64, wrap=True), out_dir=tmp_path / "single", progress=False)
