@@ -1,13 +1,14 @@
-"""Scaling efficiency of data-parallel SAE training (`trainers.distributed`, DDP) from 1 to N ranks on one machine.
+"""Scaling efficiency of data-parallel SAE training (`trainers.train` over `trainers.collective.TorchDistributed`) from
+1 to N ranks on one machine.
 
 Each configuration runs in fresh processes on synthetic non-negative sparse activations (no model), with the same global
 batch, and reports the trainer's own steady-state rate (median `tokens_per_s` of the logged rows after the first, so
 start-up and the first buffer fill are excluded). On CPU (gloo) it compares, on the same cores:
 
-  * 1 rank, 1 thread, autograd step (the maths each DDP rank runs)  -> the per-core baseline
+  * 1 rank, 1 thread, autograd step (what each rank runs under bf16 autocast)  -> the per-core baseline
   * 1 rank, 1 thread, fused step (the single-process default)
   * 1 rank, N threads, fused step (what one process gets from N cores)
-  * N ranks x 1 thread (DDP, gloo)
+  * N ranks x 1 thread (gloo; the gradients averaged by one flat all-reduce per step)
 
 scaling efficiency = rate(N ranks) / (N x rate(1 rank, 1 thread, autograd)). On a shared, oversubscribed machine wall
 rates measure each process's share of the cores, so the CPU time of all ranks per step (process time, every thread,
@@ -43,12 +44,12 @@ def synthetic_pool(n: int, d_in: int, seed: int = 1) -> torch.Tensor:
 
 
 def bench_config(args: argparse.Namespace, step_impl: str) -> object:
-    from trainers import TrainConfig
+    from trainers import NoResample, TrainConfig
 
     return TrainConfig(d_in=args.d_in, dict_mult=args.dict_mult, batch_size=args.batch, buffer_mult=4, buffer_dtype="float32",
                        num_tokens=args.batch * args.steps, log_every_tokens=args.batch * max(1, args.steps // 8),
                        eval_every_tokens=10**9,
-                       checkpoint_every_tokens=10**12, resample="none", end_of_data="wrap", device=args.device,
+                       checkpoint_every_tokens=10**12, resample=NoResample(), end_of_data="wrap", device=args.device,
                        step_impl=step_impl,
                        model_name="synthetic", seed=0)
 
@@ -56,8 +57,8 @@ def bench_config(args: argparse.Namespace, step_impl: str) -> object:
 def worker(args: argparse.Namespace) -> None:
     """One process of one configuration (a rank when WORLD_SIZE > 1)."""
     from trainers import TensorActivations, train
+    from trainers.collective import TorchDistributed
     from trainers.ddp_launch import DDPConfig, init_process_group
-    from trainers.distributed import train_distributed
 
     logging.getLogger("trainers").setLevel(logging.ERROR)  # the synthetic pool wraps around: expected, not news
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -69,10 +70,7 @@ def worker(args: argparse.Namespace) -> None:
     shard = pool[rank * len(pool) // world:(rank + 1) * len(pool) // world]
     source = TensorActivations(shard, chunk=args.batch // world, wrap=True)
     cpu, wall = time.process_time(), time.perf_counter()
-    if world == 1:
-        train(cfg, source, out_dir=args.out, progress=False)
-    else:
-        train_distributed(cfg, source, out_dir=args.out, progress=False)
+    train(cfg, source, out_dir=args.out, progress=False, collective=TorchDistributed() if world > 1 else None)
     times = {"cpu_s": time.process_time() - cpu, "wall_s": time.perf_counter() - wall}
     (Path(args.out) / f"times_rank{rank}.json").write_text(json.dumps(times))
     if world > 1:

@@ -27,6 +27,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import torch  # noqa: E402
 
 from research.rows import ROWS  # noqa: E402
+from trainers import TrainConfig  # noqa: E402
 
 RUNS = Path(os.environ.get("SWEEP_RUNS", "/work/runs"))
 ROW_DIR = ROOT / "docs" / "demo_research" / "rows"
@@ -42,7 +43,7 @@ def finished(row: str, seed: int) -> bool:
     path = run_dir(row, seed) / "final" / "trainer_cfg.json"
     if not path.exists():
         return False
-    saved = json.loads(path.read_text())
+    saved = TrainConfig.from_dict(json.loads(path.read_text())).to_dict()  # runs saved in the flat form too
     wanted = ROWS[row].config(seed).to_dict()
     return all(saved.get(k) == v for k, v in wanted.items() if k != "d_in")
 
@@ -90,7 +91,7 @@ def export_exhaustion(row: str) -> Path:
     cfg = spec.config(seed)
     tokens, logf = read_frequency_snapshots(run_dir(row, seed))
     slice_tokens = spec.slice_seqs * cfg.seq_len
-    every = cfg.resample_every_tokens
+    every = cfg.resample.every_tokens
     resamples = [k * every for k in range(1, cfg.num_tokens // every + 1)]
     return write_exhaustion_snapshots(EXHAUSTION_DIR / f"{row}.npz", tokens, logf, policy=cfg.end_of_data,
                                       exhausted_tokens=first_repeat_tokens(cfg, slice_tokens), slice_tokens=slice_tokens,

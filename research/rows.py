@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from trainers import TrainConfig
+from trainers.config_resample import AnthropicResample, NoResample
 from trainers.demo.config import demo_train_config, full_config, seed_config
 
 SPC = 488
@@ -26,7 +27,7 @@ def schedule(n_resamples: int, spc: int = SPC) -> dict[str, Any]:
     """num_tokens and the resample / checkpoint / eval intervals (in tokens) of the demo build with `n_resamples`
     resamples."""
     c = demo_train_config(spc, n_resamples, l1_coeff=1e-3, lr=1e-3)
-    return {"num_tokens": c.num_tokens, "resample_every_tokens": c.resample_every_tokens,
+    return {"num_tokens": c.num_tokens, "resample": c.resample,
             "checkpoint_every_tokens": c.checkpoint_every_tokens, "eval_every_tokens": c.eval_every_tokens}
 
 
@@ -34,8 +35,8 @@ def anthropic(n_resamples: int, spc: int = SPC) -> dict[str, Any]:
     """Anthropic's resampling (REPLICATION.md §7.2) at the demo's schedule: at the same steps as the Kaiming resamples, of
     latents that did not fire in the previous spc / 2 steps (the paper: every 25,000 steps, a 12,500-step window)."""
     batch = seed_config(full_config(), 1).batch_size
-    return {"resample": "anthropic", "resample_at_tokens": tuple(spc * k * batch for k in range(1, n_resamples + 1)),
-            "resample_window_tokens": spc // 2 * batch}
+    return {"resample": AnthropicResample(at_tokens=tuple(spc * k * batch for k in range(1, n_resamples + 1)),
+                                          window_tokens=spc // 2 * batch)}
 
 
 @dataclass(frozen=True)
@@ -65,13 +66,13 @@ ROWS: dict[str, Row] = {
     "lr1e-4_2m": Row({**SHORT, "lr": 1e-4}, "lr 1e-4 (Neel's; committed 1e-3)"),
     "l1_7e-4_2m": Row({**SHORT, "l1_coeff": 7e-4}, "l1_coeff 7e-4 (committed 1e-3)"),
     "l1_1.4e-3_2m": Row({**SHORT, "l1_coeff": 1.4e-3}, "l1_coeff 1.4e-3 (committed 1e-3)"),
-    "none_2m": Row({**SHORT, "resample": "none"}, "no resampling"),
+    "none_2m": Row({**SHORT, "resample": NoResample()}, "no resampling"),
     "anthropic_2m": Row({**SHORT, **anthropic(3)}, "Anthropic resampling at the Kaiming steps, window 244 steps"),
     "renorm_2m": Row({**SHORT, "decoder_norm": "project_grad_and_renorm"}, "decoder rows renormalised after each step"),
     "lr3e-4": Row({"lr": 3e-4}, "lr 3e-4, full length (8.5M tokens)", seeds=(1, 2)),
     "anthropic4": Row(anthropic(4), "Anthropic resampling 4 times (every 488 steps up to 1,952), then 6,343 steps without "
                       "(the paper: 4 resamples in the first 10 % of training); 8.5M tokens", seeds=(1, 2)),
-    "none": Row({"resample": "none"}, "no resampling, full length (8.5M tokens)", seeds=(1, 2)),
+    "none": Row({"resample": NoResample()}, "no resampling, full length (8.5M tokens)", seeds=(1, 2)),
     "long_2x": Row(schedule(16, 2 * SPC), "2x longer (17.0M tokens, 0.60 epochs): resample every 976 steps, 16 times"),
     "exhaust_wrap": Row({**EXHAUST, "end_of_data": "wrap"}, "786,432-token slice, wrap: 1.90 epochs in 1.5M tokens",
                         slice_seqs=EXHAUST_SEQS),

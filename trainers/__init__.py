@@ -8,10 +8,12 @@
 
 from trainers.buffer import MixingBuffer, mixing_buffer
 from trainers.config import PRESETS, TrainConfig, preset
+from trainers.config_resample import AnthropicResample, KaimingResample, NoResample
 from trainers.evaluate import ActivationEvaluator, ModelEvaluator
 from trainers.source import ModelActivations, TensorActivations, permute_sequences
 from trainers.train import NonFiniteLossError, TrainResult, train, train_step
 
-__all__ = ["MixingBuffer", "mixing_buffer", "PRESETS", "TrainConfig", "preset", "ActivationEvaluator", "ModelEvaluator",
+__all__ = ["MixingBuffer", "mixing_buffer", "PRESETS", "TrainConfig", "preset", "AnthropicResample", "KaimingResample",
+           "NoResample", "ActivationEvaluator", "ModelEvaluator",
            "ModelActivations", "TensorActivations",
            "permute_sequences", "NonFiniteLossError", "TrainResult", "train", "train_step"]

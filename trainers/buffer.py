@@ -140,6 +140,16 @@ class MixingBuffer(Iterator[Tensor]):
             self.storage[:self.valid] = tensors["storage"].to(self.device, self.dtype)
         self.pending = tensors["pending"].to(self.device, self.dtype) if "pending" in tensors else None
 
+    def adopt(self, rows: Float[Tensor, "n d_in"]) -> None:
+        """Start from `rows` not served yet (a data-parallel run resumed on another rank count: this rank's share of the
+        old ranks' unserved rows): they fill the end of the storage (the rest waits as pending rows), the front counts as
+        served, so the next batch refreshes the buffer from the source and permutes everything together."""
+        k = min(len(rows), self.size)
+        self.storage = torch.empty(self.size, rows.shape[-1], dtype=self.dtype, device=self.device)
+        self.storage[self.size - k:] = rows[:k].to(self.device, self.dtype)
+        self.pending = rows[k:].to(self.device, self.dtype) if k < len(rows) else None
+        self.ptr, self.limit, self.valid, self.exhausted, self.final = self.size - k, 0, self.size, False, False
+
 
 def mixing_buffer(chunks: Iterator[Tensor], *, size: int, batch_size: int, generator: torch.Generator,
                   dtype: torch.dtype = torch.bfloat16, end_of_data: Literal["wrap", "stop", "freeze"] = "stop",

@@ -14,11 +14,19 @@ from typing import Any, Literal
 from sae_analysis import SAEConfig
 from sae_analysis.errors import UsageError
 from trainers.config_migrate import migrate, migrate_overrides
+from trainers.config_resample import (
+    FLAT_FIELDS,
+    METHODS,
+    NEEL_RESAMPLE_FREQ,  # noqa: F401  (re-exported: trainers.config.NEEL_RESAMPLE_FREQ)
+    AnthropicResample,
+    KaimingResample,
+    ResampleConfig,
+    nest_flat,
+    resample_from,
+)
 
 EndOfData = Literal["wrap", "stop", "freeze"]
 DecoderNorm = Literal["project_grad", "project_grad_and_renorm"]
-Resample = Literal["none", "kaiming", "anthropic"]
-ResampleLoss = Literal["l2", "loss"]
 BufferDtype = Literal["bfloat16", "float16", "float32"]
 Device = Literal["cpu", "cuda"]
 StepImpl = Literal["fused", "sparse", "auto", "autograd"]
@@ -26,10 +34,6 @@ CpuBf16 = Literal["fallback", "emulate"]
 
 class ConfigError(UsageError):
     """A training configuration, a flag value or a saved run cannot be used as given (the message names the fix)."""
-
-
-NEEL_RESAMPLE_FREQ = 10**-5.5
-"""Neel's resampling threshold (REPLICATION.md §7.1). Same value as `sae_analysis.metrics.NEEL_RESAMPLE_FREQ`."""
 
 
 @dataclass(frozen=True)
@@ -77,27 +81,14 @@ class TrainConfig:
     buffer — what run 1 most likely did after ≈1.6955B tokens, REPLICATION.md §6.2)."""
     decoder_norm: DecoderNorm = "project_grad"
     """'project_grad' reproduces the published checkpoints; 'project_grad_and_renorm' also renormalises rows after the step."""
-    resample: Resample = "kaiming"
-    """'none'; 'kaiming' (Neel, §7.1); 'anthropic' (Towards Monosemanticity, §7.2)."""
-    resample_every_tokens: int = 122_880_000
-    """kaiming: tokens between resamples (run 1: every 30,000 steps of 4,096 = 122,880,000 tokens; measured after the
-    checkpoint of the same step, as in the original)."""
-    resample_freq: float = NEEL_RESAMPLE_FREQ
-    """kaiming: latents with frequency below this on fresh tokens are re-initialised."""
+    resample: ResampleConfig = KaimingResample()
+    """Dead-latent resampling, nested by method (`trainers.config_resample`): `NoResample()`, `KaimingResample(...)` (Neel,
+    §7.1) or `AnthropicResample(...)` (Towards Monosemanticity, §7.2). Flag: --resample none|kaiming|anthropic, with the
+    method's options as --resample-every-tokens, --resample-freq (kaiming), --resample-at-tokens, --resample-window-tokens,
+    --resample-inputs, --resample-loss, --resample-center, --resample-enc-scale (anthropic)."""
     resample_freq_tokens: int = 3_276_800
-    """kaiming: tokens used to measure frequencies (get_freqs(50) = 50 * 512 * 128)."""
-    resample_at_tokens: tuple[int, ...] = (102_400_000, 204_800_000, 307_200_000, 409_600_000)
-    """anthropic: token counts at which to resample (at the first step reaching each; 25k, 50k, 75k, 100k steps of 4,096)."""
-    resample_window_tokens: int = 51_200_000
-    """anthropic: a latent is dead if it did not fire on the previous resample_window_tokens tokens (12,500 steps of 4,096)."""
-    resample_inputs: int = 819_200
-    """anthropic: inputs scored and sampled with probability ∝ loss²."""
-    resample_loss: ResampleLoss = "l2"
-    """anthropic: per-input loss weighting the sampling: 'l2' (Kissane) or 'loss' = l2 + per-token L1 (ai-safety-foundation)."""
-    resample_center: bool = False
-    """anthropic: seed from x - b_dec instead of x (Kissane centres; ai-safety-foundation does not; §7.3)."""
-    resample_enc_scale: float = 0.2
-    """anthropic: new encoder columns get this times the mean alive encoder norm."""
+    """Tokens on which latent frequencies are measured at every checkpoint (the snapshot; kaiming: the resampling
+    decision), get_freqs(50) = 50 * 512 * 128."""
     log_every_tokens: int = 409_600
     """Tokens between training-metric rows in metrics.jsonl (at the first step reaching each multiple; 100 steps of 4,096)."""
     eval_every_tokens: int = 4_096_000
@@ -121,13 +112,13 @@ class TrainConfig:
     """Where the SAE trains."""
 
     def __post_init__(self) -> None:
-        for name in ("dict_mult", "batch_size", "buffer_mult", "seq_len", "num_tokens", "model_batch", "resample_inputs",
+        for name in ("dict_mult", "batch_size", "buffer_mult", "seq_len", "num_tokens", "model_batch",
                      "resample_freq_tokens", "eval_tokens"):
             if int(getattr(self, name)) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
-        for name in INTERVALS:
-            if int(getattr(self, name)) < self.batch_size:
-                raise ConfigError(f"{name}={getattr(self, name)} is smaller than one batch ({self.batch_size} tokens): "
+        for name, value in self.intervals().items():
+            if int(value) < self.batch_size:
+                raise ConfigError(f"{name}={value} is smaller than one batch ({self.batch_size} tokens): "
                                   f"intervals count tokens, give a multiple of batch_size")
         if self.d_in is not None and self.d_in <= 0:
             raise ConfigError(f"d_in must be positive or None, got {self.d_in}")
@@ -138,9 +129,15 @@ class TrainConfig:
         for name, allowed in _LITERALS.items():
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name}={getattr(self, name)!r}; expected one of {allowed}")
-        at = self.resample_at_tokens
-        if any(t <= 0 for t in at) or list(at) != sorted(set(at)):
-            raise ConfigError(f"resample_at_tokens must be positive and strictly increasing, got {at}")
+
+    def intervals(self) -> dict[str, int]:
+        """The schedule's intervals (tokens between events), each at least one batch, by their flag names."""
+        out = {name: getattr(self, name) for name in INTERVALS}
+        if isinstance(self.resample, KaimingResample):
+            out["resample_every_tokens"] = self.resample.every_tokens
+        if isinstance(self.resample, AnthropicResample):
+            out["resample_window_tokens"] = self.resample.window_tokens
+        return out
 
     @property
     def steps(self) -> int:
@@ -159,38 +156,56 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
-        d["resample_at_tokens"] = list(self.resample_at_tokens)
+        if "at_tokens" in d["resample"]:
+            d["resample"]["at_tokens"] = list(d["resample"]["at_tokens"])
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         """Build from a dict (e.g. a saved checkpoint), ignoring unknown keys; a dict saved with the old step-counted field
-        names is migrated (`trainers.config_migrate`)."""
+        names (`trainers.config_migrate`) or with flat resampling fields (`trainers.config_resample.nest_flat`, with a
+        FutureWarning) is migrated."""
         names = {f.name for f in dataclasses.fields(cls)}
-        kw = {k: v for k, v in migrate(d, cls.batch_size, cls.resample).items() if k in names}
-        if "resample_at_tokens" in kw:
-            kw["resample_at_tokens"] = tuple(kw["resample_at_tokens"])
+        nested = nest_flat(migrate(d, cls.batch_size, cls.resample.method), cls.resample, warn=True, saved=True)
+        kw = {k: v for k, v in nested.items() if k in names}
+        if "resample" in kw:
+            kw["resample"] = resample_from(kw["resample"])
         return cls(**kw)
 
-    def with_overrides(self, overrides: dict[str, Any]) -> TrainConfig:
-        """A copy with fields replaced; string values (from a command line) are parsed to the field's type."""
+    def with_overrides(self, overrides: dict[str, Any], *, flat_flags: bool = False) -> TrainConfig:
+        """A copy with fields replaced; string values (from a command line) are parsed to the field's type. `resample`
+        takes a ResampleConfig, a method name or its JSON form; flat `resample_*` names are the command line's
+        (`flat_flags`: no warning, a field of another method refused) or deprecated (a FutureWarning)."""
         hints = typing.get_type_hints(TrainConfig)
         overrides = migrate_overrides(overrides, self.batch_size, parse_value)
+        overrides = nest_flat(_parse_flat(overrides), self.resample, warn=not flat_flags, strict=flat_flags)
         unknown = set(overrides) - set(hints)
         if unknown:
             raise ConfigError(f"unknown config keys {sorted(unknown)}; known: {sorted(hints)}")
         parsed = {}
         for k, v in overrides.items():
             try:
-                parsed[k] = parse_value(hints[k], v) if isinstance(v, str) else v
+                parsed[k] = resample_from(v) if k == "resample" else parse_value(hints[k], v) if isinstance(v, str) else v
             except ValueError as e:
                 raise ConfigError(f"--{k.replace('_', '-')} {v}: {e}") from None
         return dataclasses.replace(self, **parsed)
 
 
-INTERVALS = ("log_every_tokens", "eval_every_tokens", "checkpoint_every_tokens", "resample_every_tokens",
-             "resample_window_tokens")
-"""Schedule fields: tokens between events, each at least one batch (an event fires at the first step reaching a multiple)."""
+INTERVALS = ("log_every_tokens", "eval_every_tokens", "checkpoint_every_tokens")
+"""Schedule fields: tokens between events, each at least one batch (an event fires at the first step reaching a multiple);
+with the resampling method's own (`TrainConfig.intervals`)."""
+
+
+def _parse_flat(overrides: dict[str, Any]) -> dict[str, Any]:
+    """Command-line strings of flat resampling fields parsed to the nested field's type."""
+    out = dict(overrides)
+    for k, (method, name) in FLAT_FIELDS.items():
+        if isinstance(out.get(k), str):
+            try:
+                out[k] = parse_value(typing.get_type_hints(METHODS[method])[name], out[k])
+            except ValueError as e:
+                raise ConfigError(f"--{k.replace('_', '-')} {out[k]}: {e}") from None
+    return out
 
 _LITERALS = {name: typing.get_args(t) for name, t in typing.get_type_hints(TrainConfig).items()
              if typing.get_origin(t) is Literal}
@@ -209,8 +224,8 @@ def schedule_warnings(cfg: TrainConfig) -> list[str]:
                    f"fresh tokens, {share:.0%} of the checkpoint_every_tokens={cfg.checkpoint_every_tokens:,} trained "
                    "between checkpoints: frequency measurement dominates the run (raise checkpoint_every_tokens or lower "
                    "resample_freq_tokens)")
-    if cfg.resample == "kaiming" and cfg.resample_every_tokens % cfg.checkpoint_every_tokens:
-        out.append(f"resample_every_tokens={cfg.resample_every_tokens:,} is not a multiple of checkpoint_every_tokens="
+    if isinstance(cfg.resample, KaimingResample) and cfg.resample.every_tokens % cfg.checkpoint_every_tokens:
+        out.append(f"resample_every_tokens={cfg.resample.every_tokens:,} is not a multiple of checkpoint_every_tokens="
                    f"{cfg.checkpoint_every_tokens:,}: some resamples measure frequencies without a checkpoint")
     return out
 
@@ -244,7 +259,8 @@ PRESETS: dict[str, TrainConfig] = {
     "gelu-1l-run1": TrainConfig(),
     "demo": TrainConfig(
         model_name="demo", batch_size=256, buffer_mult=32, buffer_dtype="float32", lr=1e-3, l1_coeff=1e-3 * 1024 / 256,
-        seq_len=32, num_tokens=2_000_000, seed=0, model_batch=64, end_of_data="wrap", resample_every_tokens=2_000 * 256,
+        seq_len=32, num_tokens=2_000_000, seed=0, model_batch=64, end_of_data="wrap",
+        resample=KaimingResample(every_tokens=2_000 * 256),
         resample_freq_tokens=65_536, log_every_tokens=20 * 256, eval_every_tokens=500 * 256, eval_tokens=16_384,
         checkpoint_every_tokens=250_000,
     ),

@@ -11,7 +11,8 @@ Old names, units and their replacements (issue #11):
 
 Each converted schedule fires at the same steps as before. A method's own fields are carried only for the method the
 run uses (kaiming: resample_every; anthropic: resample_window, resample_steps): the others never acted, and their new
-defaults keep a migrated config equal to one built today (e.g. the demo's `trainer_cfg.json` files).
+defaults keep a migrated config equal to one built today (e.g. the demo's `trainer_cfg.json` files). The converted
+resampling fields are flat (`resample_every_tokens`, ...); `trainers.config_resample.nest_flat` then nests them.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ def migrate(d: dict[str, Any], default_batch: int, default_method: str) -> dict[
     out = {k: v for k, v in d.items() if k not in RENAMED}
     batch = int(d.get("batch_size", default_batch))
     method = d.get("resample", default_method)
+    method = method.get("method", default_method) if isinstance(method, dict) else getattr(method, "method", method)
     for old, new in RENAMED.items():
         if old in d and new not in d and METHOD_OF.get(old, method) == method:
             out[new] = _tokens(old, d[old], batch)

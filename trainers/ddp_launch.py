@@ -3,23 +3,27 @@
     torchrun --nproc_per_node 2 -m trainers --preset demo --out runs/ddp      # one process per rank (torchrun)
     sae-analysis train --preset demo --out runs/ddp --nproc 2                  # the same: relaunches itself under torchrun
 
-`trainers.cli.run` calls `maybe_run_distributed` first: under torchrun (WORLD_SIZE > 1) each process joins the group and
-trains its shard with `trainers.distributed.train_distributed`; with `--nproc N > 1` the command relaunches itself as
-`python -m torch.distributed.run --standalone --nproc_per_node N -m trainers ...`; otherwise the single-process trainer
-runs unchanged.
+`trainers.cli.run` resolves the flags into a `TrainConfig` and `RunInputs` (refusing bad values before anything is
+spawned). With `--nproc N > 1` it writes them, with the `DDPConfig`, to a launch file (JSON: the config's `to_dict` form)
+and runs `python -m torch.distributed.run --standalone --nproc_per_node N -m trainers --launch-file FILE`; each rank
+reads that file (`run_rank`), joins the group and trains its shard with `trainers.train.train` over a
+`trainers.collective.TorchDistributed`. Processes started by torchrun directly with the training flags (WORLD_SIZE > 1)
+resolve the same flags themselves.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import logging
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
+import tempfile
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 import torch.distributed as dist
@@ -29,9 +33,12 @@ from torch import Tensor
 from trainers.config import TrainConfig
 from trainers.interrupt import StopRequests
 
+if TYPE_CHECKING:
+    from trainers.cli_inputs import RunInputs
+
 log = logging.getLogger(__name__)
 Backend = Literal["auto", "gloo", "nccl"]
-DDP_ARGS = ("nproc", "ddp_timeout", "ddp_backend")
+DDP_ARGS = ("nproc", "ddp_timeout", "ddp_backend", "launch_file")
 EXIT_RANK_FAILURE = 3
 """Exit code of a rank whose run failed because another rank died or hung."""
 
@@ -68,12 +75,10 @@ def init_process_group(cfg: TrainConfig, ddp: DDPConfig) -> tuple[int, int]:
 def shard_sequences(tokens: Int[Tensor, "n_seq pos"], rank: int, world_size: int) -> Int[Tensor, "n_shard pos"]:
     """Rank `rank`'s contiguous, disjoint shard; every shard has `n_seq // world_size` sequences (the remainder is
     dropped so that all ranks run out of data at the same step)."""
-    if not 0 <= rank < world_size:
-        raise ValueError(f"rank {rank} is outside 0..{world_size - 1}")
-    n = len(tokens) // world_size
-    if n == 0:
-        raise ValueError(f"{len(tokens)} sequences cannot be shared by {world_size} ranks")
-    return tokens[rank * n:(rank + 1) * n]
+    from trainers.source import shard_ranges
+
+    (start, stop), = shard_ranges(len(tokens), rank, world_size)
+    return tokens[start:stop]
 
 
 
@@ -87,69 +92,73 @@ def add_distributed_arguments(parser: argparse.ArgumentParser) -> None:
                        help=f"fail when a rank waits this long for the others (default {DDPConfig.timeout_s:g})")
     group.add_argument("--ddp-backend", "--ddp_backend", dest="ddp_backend", default=None, choices=["auto", "gloo", "nccl"],
                        help="default auto: nccl on CUDA, gloo on CPU")
+    parser.add_argument("--launch-file", dest="launch_file", default=None, help=argparse.SUPPRESS)  # set by `launch`
 
 
-def maybe_run_distributed(args: argparse.Namespace) -> int | None:
-    """Run the data-parallel paths of `trainers.cli.run`: returns an exit code, or None for the single-process path.
-    Removes its own flags from `args` in every case (they are not TrainConfig fields)."""
+def pop_distributed_arguments(args: argparse.Namespace) -> tuple[int | None, DDPConfig, Path | None]:
+    """(--nproc, the DDPConfig of --ddp-timeout / --ddp-backend, --launch-file), removed from `args` (they are not
+    TrainConfig fields)."""
     own = {k: vars(args).pop(k, None) for k in DDP_ARGS}
     ddp = DDPConfig(backend=own["ddp_backend"] or "auto", timeout_s=own["ddp_timeout"] or DDPConfig.timeout_s)
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        return run_rank(args, ddp)
-    if (own["nproc"] or 1) > 1:
-        return launch(args, own["nproc"], ddp)
-    return None  # a resume on another rank count was refused before (trainers.preflight)
+    return own["nproc"], ddp, Path(own["launch_file"]) if own["launch_file"] else None
 
 
-def namespace_argv(args: argparse.Namespace) -> list[str]:
-    """Command-line flags that reproduce `args` (the given ones: None and False are left out)."""
-    argv: list[str] = []
-    for key, value in vars(args).items():
-        if key == "command" or value is None or value is False or callable(value):
-            continue
-        flag = "--" + key.replace("_", "-")
-        argv += [flag] if value is True else [flag, str(value)]
-    return argv
+def write_launch_file(path: Path, cfg: TrainConfig, inputs: RunInputs, ddp: DDPConfig) -> Path:
+    """The resolved run for the ranks: the TrainConfig's JSON form, the run's inputs and the DDP settings."""
+    from sae_analysis.io.readers import atomic_write
+
+    doc = {"cfg": cfg.to_dict(), "inputs": inputs.to_dict(), "ddp": asdict(ddp)}
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(doc, indent=1)))
+    return path
 
 
-def launch(args: argparse.Namespace, nproc: int, ddp: DDPConfig) -> int:
-    """Relaunch this training command on `nproc` local ranks with torchrun; returns torchrun's exit code."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc), "-m", "trainers",
-           *namespace_argv(args), "--ddp-timeout", str(ddp.timeout_s), "--ddp-backend", ddp.backend]
-    log.info("launching %d ranks: %s", nproc, " ".join(cmd))
-    return subprocess.call(cmd)
+def read_launch_file(path: Path) -> tuple[TrainConfig, RunInputs, DDPConfig]:
+    from trainers.cli_inputs import RunInputs
+
+    doc = json.loads(Path(path).read_text())
+    return TrainConfig.from_dict(doc["cfg"]), RunInputs.from_dict(doc["inputs"]), DDPConfig(**doc["ddp"])
 
 
-def rank_data(args: argparse.Namespace, cfg: TrainConfig, rank: int, world: int) -> tuple[Any, Any]:
+def launch(cfg: TrainConfig, inputs: RunInputs, nproc: int, ddp: DDPConfig) -> int:
+    """Run `nproc` local ranks under torchrun, each reading the resolved config from a launch file (written here, removed
+    when torchrun returns); returns torchrun's exit code."""
+    with tempfile.TemporaryDirectory(prefix="sae_launch_") as tmp:
+        path = write_launch_file(Path(tmp) / "launch.json", cfg, inputs, ddp)
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc), "-m",
+               "trainers", "--launch-file", str(path)]
+        log.info("launching %d ranks: %s", nproc, " ".join(cmd))
+        return subprocess.call(cmd)
+
+
+def rank_data(cfg: TrainConfig, inputs: RunInputs, rank: int, world: int) -> tuple[Any, Any]:
     """(this rank's activation source over its token shard, the evaluator on rank 0 / None elsewhere)."""
     from sae_analysis.io.model import load_model
     from trainers.cli_inputs import load_sequences
     from trainers.evaluate import ModelEvaluator
     from trainers.source import ModelActivations
 
-    model = load_model(args.model or cfg.model_name, device=cfg.device)
-    train_seqs, eval_seqs = load_sequences(args.data, cfg, model, args.bos)
-    source = ModelActivations(model, shard_sequences(train_seqs, rank, world), hook_name=cfg.hook_name,
-                              model_batch=cfg.model_batch, autocast=cfg.model_autocast, wrap=cfg.end_of_data == "wrap")
+    model = load_model(inputs.model, device=cfg.device)
+    train_seqs, eval_seqs = load_sequences(inputs.data, cfg, model, inputs.bos)
+    source = ModelActivations(model, train_seqs, hook_name=cfg.hook_name, model_batch=cfg.model_batch,
+                              autocast=cfg.model_autocast, wrap=cfg.end_of_data == "wrap", shard=(rank, world))
     evaluator = ModelEvaluator(model, eval_seqs, hook_name=cfg.hook_name, batch_size=min(cfg.model_batch, 64))
     return source, evaluator if rank == 0 else None
 
 
-def run_rank(args: argparse.Namespace, ddp: DDPConfig) -> int:
+def run_rank(cfg: TrainConfig, inputs: RunInputs, ddp: DDPConfig) -> int:
     """One torchrun worker: join the group, train this rank's shard, leave. Exit code 0, 130 (interrupted) or
     EXIT_RANK_FAILURE when another rank died or hung."""
-    from trainers.cli_inputs import config_from_args
-    from trainers.distributed import RankFailureError, train_distributed
+    from trainers.collective import TorchDistributed
+    from trainers.ddp_reduce import RankFailureError
+    from trainers.train import train
 
-    cfg = config_from_args(args)
     rank, world = init_process_group(cfg, ddp)
     logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
                         format=f"%(levelname)s rank {rank}/{world} %(name)s: %(message)s")
     try:
-        source, evaluator = rank_data(args, cfg, rank, world)
-        out = Path(args.out or f"runs/{args.preset}")
-        result = train_distributed(cfg, source, out_dir=out, evaluator=evaluator, resume=args.resume,
-                                   progress=not args.no_progress and rank == 0)
+        source, evaluator = rank_data(cfg, inputs, rank, world)
+        result = train(cfg, source, out_dir=inputs.out, evaluator=evaluator, resume=inputs.resume,
+                       progress=inputs.progress, collective=TorchDistributed(cfg.device))
     except RankFailureError as err:
         log.error("%s", err)
         # Leave at once: with a peer gone, tearing down the gloo group at interpreter exit can abort (SIGABRT,
@@ -159,10 +168,10 @@ def run_rank(args: argparse.Namespace, ddp: DDPConfig) -> int:
         os._exit(EXIT_RANK_FAILURE)
     dist.destroy_process_group()
     log.info("%s after %d steps (%d tokens) on %d ranks; final SAE in %s", result.stopped, result.step, result.tokens,
-             world, out / "final")
+             world, inputs.out / "final")
     return 0 if result.stopped != "interrupted" else 130
 
 
 __all__ = ["DDPConfig", "init_process_group", "shard_sequences", "StopRequests", "add_distributed_arguments",
-           "maybe_run_distributed",
-           "namespace_argv", "launch", "run_rank", "EXIT_RANK_FAILURE"]
+           "pop_distributed_arguments", "write_launch_file", "read_launch_file", "launch", "rank_data", "run_rank",
+           "EXIT_RANK_FAILURE"]

@@ -28,11 +28,14 @@ class DeadLatentTracker:
 
     def update(self, acts: Float[Tensor, "batch d_sae"]) -> None:
         """Account for one batch of latent activations (a latent fires on a token when its activation is > 0)."""
-        counts = firing_counts(acts.detach())
-        self.tokens_since_fired += acts.shape[0]
+        self.add_counts(firing_counts(acts.detach()), acts.shape[0])
+
+    def add_counts(self, counts: Int[Tensor, " d_sae"], n_tokens: int) -> None:
+        """Account for `n_tokens` tokens on which latent i fired `counts[i]` times (data-parallel: summed over ranks)."""
+        self.tokens_since_fired += n_tokens
         self.tokens_since_fired[counts > 0] = 0
         self.window_counts += counts
-        self.window_tokens += acts.shape[0]
+        self.window_tokens += n_tokens
 
     def dead_mask(self, min_tokens: int) -> Bool[Tensor, " d_sae"]:
         """Latents that have not fired in the last `min_tokens` tokens."""

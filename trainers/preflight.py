@@ -3,12 +3,15 @@ fix (`sae_analysis.errors.UsageError` or `sae_analysis.io.errors.MissingFileErro
 
 from __future__ import annotations
 
-import argparse
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sae_analysis.errors import UsageError
 from sae_analysis.io.errors import MissingFileError
+
+if TYPE_CHECKING:
+    from trainers.cli_inputs import RunInputs
 
 
 def requested_world_size(nproc: int | None) -> int:
@@ -18,13 +21,37 @@ def requested_world_size(nproc: int | None) -> int:
 
 
 def check_resume(out: Path, world_size: int) -> None:
-    """A run saved on N ranks resumes on N ranks (each rank's data state belongs to its own shard)."""
+    """A run saved on N ranks resumes on N ranks, or on another count where its saved data state can be re-split
+    (`trainers.ddp_state.resplit_state`)."""
     from trainers.ddp_state import saved_world_size
 
     saved = saved_world_size(out)
-    if saved is not None and saved != world_size:  # no saved state: --resume starts the run
+    if saved is None or saved == world_size:  # no saved state: --resume starts the run
+        return
+    reason = _resplit_reason(out)
+    if reason is not None:
         flag = f"--nproc {saved}" if saved > 1 else "no --nproc (or --nproc 1)"
-        raise UsageError(f"{out} was saved by a run on {saved} rank(s), not {world_size}: resume it with {flag}")
+        raise UsageError(f"{out} was saved by a run on {saved} rank(s), not {world_size}, and cannot be re-split "
+                         f"({reason}): resume it with {flag}")
+
+
+def _resplit_reason(out: Path) -> str | None:
+    """Why the saved state cannot be re-split (read from the JSON metadata of its files only), or None."""
+    from trainers.checkpoint import read_state_meta
+    from trainers.ddp_state import rank_state_path, read_rank_meta
+    from trainers.ddp_state import resplit_refusal as refusal
+
+    meta = read_state_meta(out) or {}
+    world = int(meta.get("world_size", 1))
+    if world == 1:
+        return refusal([({}, meta)])
+    metas = []
+    for r in range(world):
+        path = rank_state_path(out, r, int(meta.get("step", -1)))
+        if not path.exists():
+            return f"missing {path}"
+        metas.append(({}, read_rank_meta(path)))
+    return refusal(metas)
 
 
 def check_model(spec: str) -> None:
@@ -51,12 +78,12 @@ def check_data(spec: str) -> None:
                                ".safetensors / .parquet path)")
 
 
-def preflight(args: argparse.Namespace, out: Path, model: str) -> None:
+def preflight(inputs: RunInputs, nproc: int | None) -> None:
     """Every check above, in the order a user would fix them."""
-    check_data(args.data)
-    check_model(model)
-    if args.resume:
-        check_resume(out, requested_world_size(args.nproc))
+    check_data(inputs.data)
+    check_model(inputs.model)
+    if inputs.resume:
+        check_resume(inputs.out, requested_world_size(nproc))
 
 
 __all__ = ["requested_world_size", "check_resume", "check_model", "check_data", "preflight"]

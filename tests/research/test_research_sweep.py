@@ -16,14 +16,14 @@ from trainers.train import make_buffer
 
 def test_every_row_is_a_valid_config_of_the_demo_recipe():
     base = ROWS["baseline"].config(1)
-    assert base.num_tokens == 8_494_080 and base.lr == 1e-3 and base.resample == "kaiming"
+    assert base.num_tokens == 8_494_080 and base.lr == 1e-3 and base.resample.method == "kaiming"
     assert SHORT["num_tokens"] == 1951 * 1024  # 3 resamples, then 487 steps: ends like the full recipe
     for name, row in ROWS.items():
         cfg = row.config(row.seeds[0])
         changed = {k for k, v in cfg.to_dict().items() if base.to_dict()[k] != v and k != "seed"}
         assert changed <= set(row.changes), name  # nothing but the row's own changes differs
-        if cfg.resample == "anthropic":
-            assert all(t <= cfg.num_tokens for t in cfg.resample_at_tokens), name
+        if cfg.resample.method == "anthropic":
+            assert all(t <= cfg.num_tokens for t in cfg.resample.at_tokens), name
 
 
 @pytest.mark.parametrize("policy", ["freeze", "wrap", "stop"])
@@ -54,4 +54,4 @@ def test_first_repeat_matches_the_buffer(policy):
 def test_exhaustion_rows_run_out_mid_run():
     cfg = ROWS["exhaust_freeze"].config(1)
     exhausted = first_repeat_tokens(cfg, EXHAUST_SEQS * cfg.seq_len)
-    assert exhausted == 753_664 and cfg.resample_every_tokens < exhausted < cfg.num_tokens / 2 + 65_536
+    assert exhausted == 753_664 and cfg.resample.every_tokens < exhausted < cfg.num_tokens / 2 + 65_536

@@ -13,7 +13,15 @@ from safetensors.torch import load_file
 
 from sae_analysis.cli import main
 from sae_analysis.io.runs import read_metrics
-from trainers import ActivationEvaluator, TensorActivations, TrainConfig, preset, train
+from trainers import (
+    ActivationEvaluator,
+    AnthropicResample,
+    KaimingResample,
+    TensorActivations,
+    TrainConfig,
+    preset,
+    train,
+)
 from trainers.config import ConfigError, schedule_warnings
 from trainers.demo.build import finished_run_verdict
 from trainers.demo.config import full_config, seed_config
@@ -35,9 +43,9 @@ def pinned_run(tmp_path: Path) -> tuple[str, list[float], int]:
     acts = (torch.rand(8000, 24, generator=g) * (torch.rand(8000, 24, generator=g) < 0.08)) @ planted
     b = 64
     cfg = TrainConfig(model_name="synthetic", batch_size=b, buffer_mult=8, buffer_dtype="float32", lr=3e-3, l1_coeff=2e-5,
-                      num_tokens=b * 120, seed=5, dict_mult=2, end_of_data="wrap", resample="kaiming", resample_freq=0.05,
-                      eval_tokens=1024, resample_freq_tokens=1024, log_every_tokens=10 * b, eval_every_tokens=60 * b,
-                      checkpoint_every_tokens=40 * b, resample_every_tokens=40 * b)
+                      num_tokens=b * 120, seed=5, dict_mult=2, end_of_data="wrap",
+                      resample=KaimingResample(every_tokens=40 * b, freq=0.05), eval_tokens=1024, resample_freq_tokens=1024,
+                      log_every_tokens=10 * b, eval_every_tokens=60 * b, checkpoint_every_tokens=40 * b)
     train(cfg, TensorActivations(acts, chunk=100, wrap=True), out_dir=tmp_path, evaluator=ActivationEvaluator(acts[:2048]),
           progress=False)
     w = load_file(str(tmp_path / "final" / "sae_weights.safetensors"))
@@ -73,13 +81,15 @@ def test_committed_demo_configs_migrate_to_the_build_config(seed):
 def test_old_dicts_convert_steps_to_tokens_for_their_method():
     old = {"batch_size": 100, "log_every": 5, "eval_every": 50, "checkpoint_every": 12_345, "resample": "anthropic",
            "resample_steps": [10, 30], "resample_window": 4, "resample_every": 7}
-    cfg = TrainConfig.from_dict(old)
+    with pytest.warns(FutureWarning, match="flat resampling fields"):
+        cfg = TrainConfig.from_dict(old)
     assert (cfg.log_every_tokens, cfg.eval_every_tokens, cfg.checkpoint_every_tokens) == (500, 5_000, 12_345)
-    assert cfg.resample_at_tokens == (1_000, 3_000) and cfg.resample_window_tokens == 400
-    assert cfg.resample_every_tokens == TrainConfig.resample_every_tokens  # a kaiming field: never acted, not carried
-    kaiming = TrainConfig.from_dict({**old, "resample": "kaiming"})
-    assert kaiming.resample_every_tokens == 700 and kaiming.resample_at_tokens == TrainConfig.resample_at_tokens
-    assert TrainConfig.from_dict({**old, "log_every_tokens": 300}).log_every_tokens == 300  # the new name wins
+    assert cfg.resample == AnthropicResample(at_tokens=(1_000, 3_000), window_tokens=400)  # resample_every: not carried
+    with pytest.warns(FutureWarning):
+        kaiming = TrainConfig.from_dict({**old, "resample": "kaiming"})
+    assert kaiming.resample == KaimingResample(every_tokens=700)
+    with pytest.warns(FutureWarning):
+        assert TrainConfig.from_dict({**old, "log_every_tokens": 300}).log_every_tokens == 300  # the new name wins
 
 
 def test_deprecated_flags_convert_with_the_runs_batch_size():
@@ -87,15 +97,19 @@ def test_deprecated_flags_convert_with_the_runs_batch_size():
         cfg = preset("demo").with_overrides({"log_every": "3", "batch_size": "128"})
     assert cfg.log_every_tokens == 3 * 128
     with pytest.warns(FutureWarning):
-        assert preset("demo").with_overrides({"resample_steps": "2,4"}).resample_at_tokens == (512, 1024)
+        cfg = preset("demo").with_overrides({"resample": "anthropic", "resample_steps": "2,4"})
+    assert cfg.resample.at_tokens == (512, 1024)
 
 
 @pytest.mark.parametrize("name", ["log_every_tokens", "eval_every_tokens", "checkpoint_every_tokens",
                                   "resample_every_tokens", "resample_window_tokens"])
 def test_an_interval_below_one_batch_is_refused(name):
+    method = {"resample_every_tokens": "kaiming", "resample_window_tokens": "anthropic"}.get(name)
+    build = (lambda v: preset("gelu-1l-run1").with_overrides({"resample": method, name: v}, flat_flags=True)) if method \
+        else (lambda v: TrainConfig(**{name: v}))
     with pytest.raises(ConfigError, match=f"{name}=50 is smaller than one batch"):
-        TrainConfig(**{name: 50})
-    TrainConfig(**{name: TrainConfig.batch_size})  # one batch: every step
+        build(50)
+    build(TrainConfig.batch_size)  # one batch: every step
 
 
 def test_checkpoint_every_50_is_refused_in_one_line(capsys, tmp_path):
@@ -115,5 +129,6 @@ def test_frequency_measurement_dominating_the_run_is_warned_about():
     heavy = run1.with_overrides({"checkpoint_every_tokens": str(4096 * 100)})
     msgs = schedule_warnings(heavy)
     assert any("dominates" in m and "800%" in m for m in msgs)
-    edge = run1.with_overrides({"checkpoint_every_tokens": str(4 * 3_276_800), "resample_every_tokens": str(4 * 3_276_800)})
+    edge = run1.with_overrides({"checkpoint_every_tokens": str(4 * 3_276_800),
+                                "resample": KaimingResample(every_tokens=4 * 3_276_800)})
     assert schedule_warnings(edge) == []  # exactly 25 %: not more than the threshold

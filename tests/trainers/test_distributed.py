@@ -1,6 +1,6 @@
-"""Data-parallel training (trainers.distributed) on CPU with gloo and 2 ranks: DDP steps equal a single-process run on the
-concatenated global batch, ranks stay identical through resampling, plus the pure helpers (loss scaling, sharding,
-per-rank state files).
+"""Data-parallel training (`Trainer` over `TorchDistributed`) on CPU with gloo and 2 ranks: the steps equal a
+single-process run on the concatenated global batch, ranks stay identical through resampling, plus the pure helpers
+(loss scaling, sharding, per-rank state files).
 
 The rank processes run this file as a script (`python tests/test_distributed.py worker OUT_DIR`) with torchrun's
 environment variables; each test bounds them with a subprocess timeout, so a hang fails the test instead of CI.
@@ -20,17 +20,11 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from sae_analysis.io.runs import read_metrics
-from trainers import ActivationEvaluator, TrainConfig
+from trainers import ActivationEvaluator, AnthropicResample, KaimingResample, NoResample, TrainConfig
+from trainers.collective import TorchDistributed
 from trainers.ddp_launch import shard_sequences
+from trainers.ddp_reduce import global_losses, is_collective_failure, rank_objective
 from trainers.ddp_state import load_rank_state, prune_rank_states, rank_state_path, save_rank_state
-from trainers.distributed import (
-    DistributedTrainer,
-    global_losses,
-    is_collective_failure,
-    make_rank_buffer,
-    max_rank_divergence,
-    rank_objective,
-)
 from trainers.train import Trainer, make_buffer
 
 WORLD = 2
@@ -38,15 +32,15 @@ STEPS, BATCH, D_IN = 12, 32, 16
 BASE = dict(d_in=D_IN, dict_mult=4, batch_size=BATCH, buffer_mult=2, buffer_dtype="float32", lr=1e-2, l1_coeff=3e-3,
             num_tokens=STEPS * BATCH, seed=3, log_every_tokens=2 * BATCH, eval_every_tokens=4 * BATCH, eval_tokens=64,
             checkpoint_every_tokens=10**9,
-            resample="none", model_name="synthetic")
+            resample=NoResample(), model_name="synthetic")
 SCENARIOS = {
     # Neel's resampling from the training window, right after a checkpoint (as the original: save, then resample)
-    "kaiming": dict(resample="kaiming", resample_every_tokens=4 * BATCH, resample_freq=0.05,
-                    checkpoint_every_tokens=4 * BATCH),
+    "kaiming": dict(resample=KaimingResample(every_tokens=4 * BATCH, freq=0.05), checkpoint_every_tokens=4 * BATCH),
     # Anthropic's: held-out inputs, loss²-weighted seeds, Adam moments of the new latents zeroed (then broadcast)
-    "anthropic": dict(resample="anthropic", resample_at_tokens=(5 * BATCH, 9 * BATCH), resample_window_tokens=2 * BATCH,
-    resample_inputs=128),
+    "anthropic": dict(resample=AnthropicResample(at_tokens=(5 * BATCH, 9 * BATCH), window_tokens=2 * BATCH, inputs=128)),
     "per_token": dict(loss_convention="per_token", l1_coeff=0.1, decoder_norm="project_grad_and_renorm"),
+    # autograd's backward accumulating into the views of the flat gradient buffer, averaged by the same all-reduce
+    "autograd": dict(step_impl="autograd"),
 }
 
 
@@ -62,7 +56,7 @@ def planted(n: int, seed: int) -> torch.Tensor:
 def scenario_data(name: str) -> tuple[TrainConfig, torch.Tensor, ActivationEvaluator | None]:
     """(config, global batches [steps, batch, d_in], evaluator) of a scenario."""
     cfg = TrainConfig(**{**BASE, **SCENARIOS[name]})
-    evaluator = ActivationEvaluator(planted(256, seed=1), batch_size=64) if cfg.resample == "anthropic" else None
+    evaluator = ActivationEvaluator(planted(256, seed=1), batch_size=64) if cfg.resample.method == "anthropic" else None
     return cfg, planted(STEPS * BATCH, seed=0).reshape(STEPS, BATCH, D_IN), evaluator
 
 
@@ -96,11 +90,11 @@ def worker(out_dir: Path) -> None:
     b = BATCH // world
     for name in SCENARIOS:
         cfg, batches, evaluator = scenario_data(name)
-        trainer = DistributedTrainer(cfg, make_rank_buffer(cfg, iter(()), rank, world), None, out_dir / name, evaluator)
+        trainer = Trainer(cfg, make_buffer(cfg, iter(()), rank, world), None, out_dir / name, evaluator, TorchDistributed())
         start(trainer)
         trainer.run(iter(batches[:, rank * b:(rank + 1) * b]), progress=False)
         tensors = trained_tensors(trainer)
-        divergence = max_rank_divergence(list(tensors.values()))
+        divergence = trainer.coll.max_divergence(list(tensors.values()))
         save_file(tensors, str(out_dir / name / f"rank{rank}.safetensors"), metadata={"divergence": str(divergence)})
         trainer.writer.close()
     uneven(out_dir / "uneven", rank, world)
@@ -112,7 +106,7 @@ def uneven(out_dir: Path, rank: int, world: int) -> None:
     """Rank r has r batches fewer than rank 0: every rank must stop together when the first one runs dry."""
     cfg, batches, _ = scenario_data("per_token")
     b = BATCH // world
-    trainer = DistributedTrainer(cfg, make_rank_buffer(cfg, iter(()), rank, world), None, out_dir, None)
+    trainer = Trainer(cfg, make_buffer(cfg, iter(()), rank, world), None, out_dir, None, TorchDistributed())
     trainer.init_fresh(D_IN)
     stopped = trainer.run(iter(batches[:STEPS - rank, rank * b:(rank + 1) * b]), progress=False)
     (out_dir / f"rank{rank}.json").write_text(json.dumps({"stopped": stopped, "step": trainer.step}))
@@ -204,7 +198,7 @@ def test_logged_metrics_are_global(ddp_run, name, tmp_path):
             torch.testing.assert_close(torch.tensor(g[c].to_numpy(float)), torch.tensor(r[c].to_numpy(float)),
                                        rtol=1e-4, atol=1e-5, msg=f"{event}.{c}")
     rs, gs = ref[ref.event == "resample"], got[got.event == "resample"]
-    assert len(rs) == len(gs) == {"per_token": 0, "kaiming": 3, "anthropic": 2}[name]
+    assert len(rs) == len(gs) == {"per_token": 0, "autograd": 0, "kaiming": 3, "anthropic": 2}[name]
     assert [list(v) for v in rs.get("latents", [])] == [list(v) for v in gs.get("latents", [])]
 
 
@@ -241,16 +235,15 @@ def test_checkpoints_written_once_by_rank0_with_per_rank_data_state(ddp_run):
 
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
 def test_world_size_one_reproduces_the_single_process_trainer(tmp_path, monkeypatch, device):
-    """The whole pipeline (buffer, DDP step, tracker, resampling, checkpoints) on a group of one rank (gloo on CPU, nccl
-    on CUDA) ends where `train` ends on the same activations."""
+    """The whole pipeline (buffer, step with the flat all-reduce, tracker, resampling, checkpoints) on a group of one
+    rank (gloo on CPU, nccl on CUDA) ends where `train` ends on the same activations."""
     import torch.distributed as dist
 
     from trainers import TensorActivations, train
     from trainers.ddp_launch import DDPConfig, init_process_group
-    from trainers.distributed import train_distributed
 
     cfg = TrainConfig(**{**BASE, **SCENARIOS["kaiming"], "num_tokens": 40 * BATCH, "checkpoint_every_tokens": 20 * BATCH,
-                         "resample_every_tokens": 20 * BATCH, "resample_freq": 0.4, "buffer_mult": 4, "end_of_data": "wrap",
+                         "resample": KaimingResample(every_tokens=20 * BATCH, freq=0.4), "buffer_mult": 4, "end_of_data": "wrap",
                          "device": device})
     data = planted(20 * BATCH, seed=0)
     ref = train(cfg, TensorActivations(data, chunk=64, wrap=True), out_dir=tmp_path / "single", progress=False)
@@ -258,7 +251,8 @@ def test_world_size_one_reproduces_the_single_process_trainer(tmp_path, monkeypa
         monkeypatch.setenv(k, v)
     init_process_group(cfg, DDPConfig(timeout_s=30.0))
     try:
-        got = train_distributed(cfg, TensorActivations(data, chunk=64, wrap=True), out_dir=tmp_path / "ddp", progress=False)
+        got = train(cfg, TensorActivations(data, chunk=64, wrap=True), out_dir=tmp_path / "ddp", progress=False,
+                    collective=TorchDistributed())
     finally:
         dist.destroy_process_group()
     assert (got.step, got.tokens, got.stopped) == (ref.step, ref.tokens, ref.stopped) == (40, 40 * BATCH, "done")
@@ -282,7 +276,7 @@ def test_rank_objective_averaged_gradient_is_the_global_gradient(make_sae, conve
         grads.append(torch.autograd.grad(rank_objective(out, world, convention), list(sae.parameters())))
         l2s, l1s = l2s + float(out.l2.detach()), l1s + float(out.l1.detach())
     for i, g in enumerate(ref):
-        torch.testing.assert_close(sum(gr[i] for gr in grads) / world, g)  # what DDP's average produces
+        torch.testing.assert_close(sum(gr[i] for gr in grads) / world, g)  # what the all-reduce mean produces
     torch.testing.assert_close(torch.tensor(global_losses(l2s, l1s, world, convention), dtype=torch.float64),
                                torch.stack([full.l2, full.l1]).detach().double(), rtol=1e-5, atol=1e-6)
 
@@ -300,8 +294,8 @@ def test_shard_sequences_are_disjoint_equal_and_in_order():
 
 def test_rank_batch_must_divide_the_global_batch():
     with pytest.raises(ValueError, match="divisible"):
-        make_rank_buffer(TrainConfig(batch_size=30, buffer_mult=2), iter(()), 0, 4)
-    buf = make_rank_buffer(TrainConfig(batch_size=32, buffer_mult=3), iter(()), 1, 4)
+        make_buffer(TrainConfig(batch_size=30, buffer_mult=2), iter(()), 0, 4)
+    buf = make_buffer(TrainConfig(batch_size=32, buffer_mult=3), iter(()), 1, 4)
     assert (buf.batch_size, buf.size) == (8, 24)
 
 
@@ -329,26 +323,6 @@ def test_collective_failures_are_told_apart_from_own_errors():
     gloo_timeout = "[/pytorch/third_party/gloo/gloo/transport/tcp/unbound_buffer.cc:78] Timed out waiting 5000ms for recv"
     assert is_collective_failure(RuntimeError(gloo_reset)) and is_collective_failure(RuntimeError(gloo_timeout))
     assert not is_collective_failure(RuntimeError("mat1 and mat2 shapes cannot be multiplied (4x8 and 16x32)"))
-
-
-def test_nproc_relaunch_reproduces_the_command_line():
-    """`sae-analysis train ... --nproc 2` relaunches `python -m trainers` with the same settings (minus --nproc)."""
-    import argparse
-
-    from sae_analysis.cli import build_parser
-    from trainers.cli import add_arguments
-    from trainers.ddp_launch import DDP_ARGS, namespace_argv
-
-    argv = ["train", "--preset", "demo", "--out", "runs/x", "--resume", "--no-progress", "--l1-coeff", "1e-3",
-            "--resample-at-tokens", "5,9", "--nproc", "2", "--ddp-timeout", "30"]
-    args = build_parser("train").parse_args(argv)
-    for k in DDP_ARGS:
-        vars(args).pop(k)
-    inner = argparse.ArgumentParser()
-    add_arguments(inner)
-    again = inner.parse_args(namespace_argv(args))
-    assert {k: v for k, v in vars(again).items() if k not in DDP_ARGS} == {k: v for k, v in vars(args).items()
-                                                                           if k != "command"}
 
 
 def test_ddp_config_validates():

@@ -1,6 +1,6 @@
 """Data-parallel training through the command line on a tiny HookedTransformer, 2 ranks, gloo on CPU: `--nproc 2`
 (torchrun), a rank killed or frozen mid-run (the survivor fails clearly within the timeout, the last checkpoint loads),
-and a resume at the same world size that ends bit-identical to the uninterrupted run."""
+a resume at the same world size that ends bit-identical to the uninterrupted run, and resumes on another rank count."""
 
 from __future__ import annotations
 
@@ -154,11 +154,23 @@ def test_ctrl_c_under_torchrun_stops_every_rank_at_one_step_with_a_saved_state(f
     assert not (out / "final").exists()  # an interrupted run is resumable, not final (resume: see the kill test)
 
 
-def test_resume_needs_the_same_world_size(files, reference, tmp_path):
+def test_resume_on_another_rank_count_continues_the_run(files, reference, tmp_path):
+    """The 2-rank run continued on 1 process for 40 more steps, then on 2 ranks again for 40 more: each re-splits the
+    unread data (`trainers.ddp_state.resplit_state`), trains to the new end and leaves one consistent state."""
     import shutil
-
-    from sae_analysis.cli import main
 
     run = tmp_path / "copy"
     shutil.copytree(reference, run)
-    assert main(["train", *train_args(files, run, "--resume")]) == 2  # a single process cannot continue a 2-rank run
+    one = run_cli(train_args(files, run, "--resume", "--num_tokens", str(64 * (STEPS + 40))))
+    assert one.returncode == 0 and "re-splitting" in one.stderr, one.stderr[-3000:]
+    end = read_metrics(run).query("event == 'end'").iloc[-1]
+    assert end.step == STEPS + 40 and end.tokens == 64 * (STEPS + 40) and "world_size" not in load_state(run)[1]
+    assert not list((run / "state").glob("rank*"))  # the 2-rank data states went with the first 1-process save
+    two = run_cli(train_args(files, run, "--resume", "--nproc", "2", "--num_tokens", str(64 * (STEPS + 80))))
+    assert two.returncode == 0, two.stderr[-3000:]
+    m = read_metrics(run)
+    end = m.query("event == 'end'").iloc[-1]
+    assert (end.step, end.world_size) == (STEPS + 80, 2)
+    assert (m.query("event == 'ddp_check' and step > @STEPS + 40").max_rank_divergence == 0.0).all()
+    tensors, meta = load_state(run)
+    assert meta["world_size"] == 2 and all(rank_state_path(run, r, STEPS + 80).exists() for r in range(2))

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from sae_analysis.io.runs import read_metrics
-from trainers import ActivationEvaluator, TensorActivations, TrainConfig, precision, train
+from trainers import ActivationEvaluator, NoResample, TensorActivations, TrainConfig, precision, train
 from trainers.checkpoint import read_state_meta
 
 AVX512_NO_BF16 = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512bw\n"
@@ -28,7 +28,7 @@ def test_native_bf16_is_read_from_the_cpu_flags(tmp_path, text, native):
 
 def cfg(**kw) -> TrainConfig:
     return TrainConfig(model_name="synthetic", batch_size=32, buffer_mult=4, buffer_dtype="float32", num_tokens=32 * 12,
-                       dict_mult=2, resample="none", log_every_tokens=4 * 32, eval_every_tokens=12 * 32, eval_tokens=256,
+                       dict_mult=2, resample=NoResample(), log_every_tokens=4 * 32, eval_every_tokens=12 * 32, eval_tokens=256,
                        end_of_data="wrap",
                        checkpoint_every_tokens=32 * 12, resample_freq_tokens=256, autocast_bf16=True, **kw)
 

@@ -131,9 +131,10 @@ def test_cli_flags_and_resume_config(tmp_path):
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)
-    args = parser.parse_args(["--preset", "demo", "--l1-coeff", "1e-3", "--resample-at-tokens", "5,9", "--out", str(tmp_path)])
+    args = parser.parse_args(["--preset", "demo", "--l1-coeff", "1e-3", "--resample", "anthropic", "--resample-at-tokens",
+                              "512,1024", "--out", str(tmp_path)])
     cfg = config_from_args(args)
-    assert cfg.l1_coeff == 1e-3 and cfg.resample_at_tokens == (5, 9) and cfg.batch_size == preset("demo").batch_size
+    assert cfg.l1_coeff == 1e-3 and cfg.resample.at_tokens == (512, 1024) and cfg.batch_size == preset("demo").batch_size
     assert "phase" not in parser.format_help() and "reproduces the published checkpoints" in parser.format_help()
     saved = preset("demo").with_overrides({"lr": "0.5", "seed": "7"})
     save_state(tmp_path, {"x": torch.zeros(1)}, {"cfg": saved.to_dict()})

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import signal
@@ -16,7 +15,10 @@ from sae_analysis import SAE
 from sae_analysis.io.runs import read_frequency_snapshots, read_metrics
 from trainers import (
     ActivationEvaluator,
+    AnthropicResample,
+    KaimingResample,
     NonFiniteLossError,
+    NoResample,
     TensorActivations,
     TrainConfig,
     preset,
@@ -37,7 +39,7 @@ def sparse_data(n: int = 12_000, d_in: int = 16, n_true: int = 24, p: float = 0.
 
 def small_cfg(**kw) -> TrainConfig:
     base = dict(model_name="synthetic", batch_size=64, buffer_mult=8, buffer_dtype="float32", lr=3e-3, l1_coeff=2e-5,
-                num_tokens=64 * 300, seed=0, dict_mult=2, end_of_data="wrap", resample="none", log_every_tokens=64 * 10,
+                num_tokens=64 * 300, seed=0, dict_mult=2, end_of_data="wrap", resample=NoResample(), log_every_tokens=64 * 10,
                 eval_every_tokens=64 * 100, eval_tokens=1024, checkpoint_every_tokens=64 * 100, resample_freq_tokens=2048)
     return TrainConfig(**{**base, **kw})
 
@@ -82,7 +84,7 @@ def test_checkpoints_snapshots_and_eval_rows(tmp_path):
     from sae_analysis.io.native import load_saelens
 
     acts = sparse_data(n=4000)
-    result = run(small_cfg(num_tokens=64 * 250, resample="kaiming", resample_every_tokens=64 * 100), acts, tmp_path)
+    result = run(small_cfg(num_tokens=64 * 250, resample=KaimingResample(every_tokens=64 * 100)), acts, tmp_path)
     out = tmp_path / "run"
     dirs = sorted(p.name for p in (out / "checkpoints").iterdir())
     assert dirs == [f"{64 * s:012d}" for s in (100, 200, 250)]
@@ -104,8 +106,8 @@ def test_ctrl_c_saves_and_resume_is_bit_identical(tmp_path):
     """SIGINT in the middle of the run: a checkpoint is written, the run returns 'interrupted', and resuming it ends
     with exactly the weights of an uninterrupted run (Anthropic resampling included, so Adam state matters)."""
     acts = sparse_data(n=3000)
-    cfg = small_cfg(num_tokens=64 * 260, resample="anthropic", resample_at_tokens=(64 * 120, 64 * 200),
-                    resample_window_tokens=64 * 30, resample_inputs=512, checkpoint_every_tokens=64 * 70)
+    cfg = small_cfg(num_tokens=64 * 260, checkpoint_every_tokens=64 * 70,
+                    resample=AnthropicResample(at_tokens=(64 * 120, 64 * 200), window_tokens=64 * 30, inputs=512))
     ref = run(cfg, acts, tmp_path, "ref")
 
     class InterruptAt(TensorActivations):
@@ -181,14 +183,15 @@ def test_presets_and_config_parsing():
     assert run1.steps == 488_281 and run1.buffer_size == 1_572_864
     demo = preset("demo")
     assert TrainConfig.from_dict(json.loads(json.dumps(demo.to_dict()))) == demo
-    cfg = run1.with_overrides({"num_tokens": "1e6", "resample_at_tokens": "40960,81920", "autocast_bf16": "true", "d_in": "none"})
-    assert cfg.num_tokens == 1_000_000 and cfg.resample_at_tokens == (40960, 81920) and cfg.autocast_bf16 and cfg.d_in is None
+    cfg = run1.with_overrides({"num_tokens": "1e6", "resample": "anthropic", "resample_at_tokens": "40960,81920",
+                               "autocast_bf16": "true", "d_in": "none"}, flat_flags=True)
+    assert cfg.num_tokens == 1_000_000 and cfg.resample.at_tokens == (40960, 81920) and cfg.autocast_bf16 and cfg.d_in is None
     for bad in ({"end_of_data": "loop"}, {"batch_size": "0"}, {"no_such_key": "1"}, {"num_tokens": "1.5"}, {"lr": "-1"}):
         with pytest.raises(ValueError):
             run1.with_overrides(bad)
     with pytest.raises(ConfigError):
         preset("nope")
-    assert dataclasses.replace(run1, resample="anthropic").resample == "anthropic"
+    assert run1.with_overrides({"resample": "anthropic"}).resample == AnthropicResample()  # a method name: its defaults
     _ = np.float16  # snapshots are float16 arrays read back as float32
 
 
@@ -203,9 +206,8 @@ def test_anthropic_resampling_without_an_evaluator_revives_dead_latents(tmp_path
     """A strong L1 kills latents; at the resample step they are reseeded from the next training batches (scored, not
     trained on) and the event lists them with their frequency since the last checkpoint."""
     acts = sparse_data(n=6000)
-    cfg = small_cfg(num_tokens=64 * 60, l1_coeff=3e-2, lr=1e-2, resample="anthropic", resample_at_tokens=(64 * 50,),
-    resample_window_tokens=64 * 3,
-                    resample_inputs=256, decoder_norm="project_grad")
+    cfg = small_cfg(num_tokens=64 * 60, l1_coeff=3e-2, lr=1e-2, decoder_norm="project_grad",
+                    resample=AnthropicResample(at_tokens=(64 * 50,), window_tokens=64 * 3, inputs=256))
     src = TensorActivations(acts, chunk=100, wrap=True)
     result = train(cfg, src, out_dir=tmp_path / "run", progress=False)
     event = read_metrics(tmp_path / "run").query("event == 'resample'").iloc[0]

@@ -7,6 +7,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from trainers.config import TrainConfig
+from trainers.config_resample import KaimingResample
 from trainers.demo.lm import LMConfig
 
 
@@ -44,8 +45,8 @@ def demo_train_config(steps_per_checkpoint: int, n_resamples: int, *, l1_coeff: 
     return TrainConfig(
         model_name="demo", dict_mult=8, batch_size=batch_size, buffer_mult=64, buffer_dtype="float32", lr=lr,
         l1_coeff=l1_coeff, loss_convention="original", seq_len=seq_len, num_tokens=steps * batch_size, seed=1,
-        model_batch=64, end_of_data="wrap", decoder_norm="project_grad", resample="kaiming",
-        resample_every_tokens=steps_per_checkpoint * batch_size, resample_freq_tokens=resample_freq_tokens,
+        model_batch=64, end_of_data="wrap", decoder_norm="project_grad",
+        resample=KaimingResample(every_tokens=steps_per_checkpoint * batch_size), resample_freq_tokens=resample_freq_tokens,
         log_every_tokens=50 * batch_size, eval_every_tokens=max(1, steps_per_checkpoint // 2) * batch_size,
         eval_tokens=eval_tokens, checkpoint_every_tokens=steps_per_checkpoint * batch_size,
     )  # fmt: skip
