@@ -20,7 +20,8 @@ class Context:
         self.args = args
         self.kind = "smoke" if args.smoke else args.source
         default = "default-" + str(args.device).split(":")[0]  # the hub's default token count depends on the device
-        self.cache = Cache(Path(args.cache_dir or Path(args.out) / "cache") / f"{self.kind}-{args.tokens or default}")
+        key = f"{self.kind}-{args.tokens or default}" + (f"-loss{args.loss_seqs}" if args.loss_seqs else "")
+        self.cache = Cache(Path(args.cache_dir or Path(args.out) / "cache") / key)
         self._source: sources.Source | None = None
         self.note = ""
         self.memo: dict[str, Any] = {}

@@ -48,15 +48,23 @@ def probe_rates(model: Any, sae: Any, tokens: torch.Tensor) -> dict[str, float]:
     return {"hook_s": t_hook / n, "encode_s": t_enc / n, "tail_s": max(t_both - t_hook, 0.0) / (len(hooks) * n)}
 
 
-def estimate(rates: dict[str, float], *, n_freq: int, n_loss: int, n_saes: int, n_runs: int) -> dict[str, float]:
-    """Estimated seconds of the token-dependent work (module docstring) and the frequency tokens that fit BUDGET_S."""
+def estimate(
+    rates: dict[str, float], *, n_freq: int, n_loss: int, n_saes: int, n_runs: int, seq_len: int = 128
+) -> dict[str, float]:
+    """Estimated seconds of the token-dependent work (module docstring), and what fits BUDGET_S: the loss sequences
+    given, or as many as fit half the budget when those alone take more; then the frequency tokens in the rest."""
     per_freq_token = rates["hook_s"] + n_saes * rates["encode_s"]
     interventions = 4 + len(NEEL_FLOORS)
-    losses = n_runs * n_loss * (rates["hook_s"] + interventions * rates["tail_s"]) + 2 * n_loss * rates["hook_s"]
-    fits = int(max(BUDGET_S - losses, 0.0) / per_freq_token) if per_freq_token > 0 else 0
+    per_loss_token = n_runs * (rates["hook_s"] + interventions * rates["tail_s"]) + 2 * rates["hook_s"]
+    losses = n_loss * per_loss_token
+    loss_seqs, loss_s = -(-n_loss // seq_len), losses
+    if losses > BUDGET_S / 2 and per_loss_token > 0:
+        loss_seqs = max(1, int(BUDGET_S / 2 / per_loss_token) // seq_len)
+        loss_s = loss_seqs * seq_len * per_loss_token
+    fits = int(max(BUDGET_S - loss_s, 0.0) / per_freq_token) if per_freq_token > 0 else 0
     return {"seconds": n_freq * per_freq_token + losses, "frequency_s": n_freq * per_freq_token, "loss_s": losses,
             "tokens_per_s": 1.0 / per_freq_token if per_freq_token > 0 else float("inf"),
-            "tokens_fitting_budget": fits - fits % 128}  # fmt: skip
+            "tokens_fitting_budget": fits - fits % 128, "loss_seqs_fitting_budget": loss_seqs}  # fmt: skip
 
 
 def say_cost(ctx: Any) -> dict[str, Any] | None:
@@ -79,11 +87,11 @@ def say_cost(ctx: Any) -> dict[str, Any] | None:
     seq_len = int(src.tokens.shape[1])
     n_freq = int(src.tokens.numel()) if counted or checkpoints else 0
     est = estimate(rates, n_freq=n_freq, n_loss=ctx.setting("loss_seqs") * seq_len, n_saes=n_saes,
-                   n_runs=len(ctx.runs()))  # fmt: skip
+                   n_runs=len(ctx.runs()), seq_len=seq_len)  # fmt: skip
     log.info(
         "cost: %.0f tokens/s through the model and %d SAEs (probe of %d tokens on %s); this run (%d frequency tokens, %d "
-        "loss sequences) should take about %.0f s of model work; --tokens %d would fit in about %.0f min",
+        "loss sequences) should take about %.0f s of model work; --tokens %d --loss-seqs %d would fit in about %.0f min",
         est["tokens_per_s"], n_saes, PROBE_SEQS * seq_len, ctx.args.device, n_freq, ctx.setting("loss_seqs"),
-        est["seconds"], est["tokens_fitting_budget"], BUDGET_S / 60,
+        est["seconds"], est["tokens_fitting_budget"], est["loss_seqs_fitting_budget"], BUDGET_S / 60,
     )  # fmt: skip
     return {"device": str(ctx.args.device), "n_saes": n_saes, **{k: round(v, 6) for k, v in rates.items()}, **est}

@@ -61,6 +61,10 @@ unless a test shrinks d_in."""
 CPU_HUB_TOKENS = 65_536
 """The hub's default --tokens on a CPU (a 25x smaller frequency sample than Neel's; BENCHMARKS.md times it); on a GPU the
 default is Neel's 1,638,400. The run logs its estimated time first (paper.cost)."""
+CPU_HUB_LOSS_SEQS = 64
+"""The hub's default --loss-seqs on a CPU (Neel's 256 on a GPU): each sequence costs ~17 unembeddings into 48,262 tokens
+per run (F6's floors), which dominated a CPU run at 256 (BENCHMARKS.md)."""
+CPU_DEFAULTS = {"tokens": CPU_HUB_TOKENS, "loss_seqs": CPU_HUB_LOSS_SEQS}
 
 
 class Skip(Exception):
@@ -90,10 +94,10 @@ class Source:
 
 
 def setting(args: argparse.Namespace, kind: str, name: str) -> int:
-    """A CLI value (`--tokens`, `--loss-seqs`, `--batch-size`), or this source kind's default (DEFAULTS; hub tokens on a
-    CPU: CPU_HUB_TOKENS)."""
-    if kind == "hub" and name == "tokens" and not args.tokens and str(args.device).startswith("cpu"):
-        return CPU_HUB_TOKENS
+    """A CLI value (`--tokens`, `--loss-seqs`, `--batch-size`), or this source kind's default (DEFAULTS; the hub's on a
+    CPU: CPU_DEFAULTS)."""
+    if kind == "hub" and name in CPU_DEFAULTS and not getattr(args, name) and str(args.device).startswith("cpu"):
+        return CPU_DEFAULTS[name]
     return getattr(args, name) or DEFAULTS[kind][name]
 
 

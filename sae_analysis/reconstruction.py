@@ -111,9 +111,34 @@ def batch_losses(
     out = {}
     for key, fn in hooks.items():
         resid_post = resid_mid + batch_addmm(mlp.b_out, mlp.W_out, post if fn is None else fn(post))
-        per_token = model(resid_post, start_at_layer=layer + 1, tokens=batch, return_type="loss", loss_per_token=True)
+        per_token = tail_losses(model, resid_post, layer, batch)
         out[key] = (float(per_token.mean()), per_token.double().sum(-1).cpu())
     return out
+
+
+TAIL_CHUNK_TOKENS = 1024
+"""Predicted positions unembedded at once by `tail_losses`: [1024, d_vocab] logits (198 MB for gelu-1l's 48,262-token
+vocabulary) instead of a whole batch's [batch, pos, d_vocab]."""
+
+
+def tail_losses(model: HookedTransformer, resid_post: Tensor, layer: int, tokens: Tensor) -> Float[Tensor, "batch pos_1"]:
+    """Next-token loss per predicted position [batch, pos - 1] from the residual stream after block `layer`: the later
+    blocks (TransformerLens's own), the final LayerNorm, then the unembedding and log-softmax in chunks of
+    TAIL_CHUNK_TOKENS positions. The last position predicts nothing and is never unembedded. Same operations as
+    TransformerLens's `loss_per_token` forward, without ever holding the whole batch's logits."""
+    resid = resid_post
+    if layer + 1 < model.cfg.n_layers:
+        resid = model(resid_post, start_at_layer=layer + 1, stop_at_layer=model.cfg.n_layers, tokens=tokens)
+    if model.cfg.normalization_type is not None:
+        resid = model.ln_final(resid)
+    x, targets = resid[:, :-1].reshape(-1, resid.shape[-1]), tokens[:, 1:].reshape(-1, 1).to(resid.device)
+    W_U, b_U = model.unembed.W_U, model.unembed.b_U
+    losses = torch.empty(x.shape[0], dtype=x.dtype, device=x.device)
+    for i in range(0, x.shape[0], TAIL_CHUNK_TOKENS):
+        logits = torch.addmm(b_U, x[i : i + TAIL_CHUNK_TOKENS], W_U)
+        target_logit = logits.gather(-1, targets[i : i + TAIL_CHUNK_TOKENS])[:, 0]
+        losses[i : i + TAIL_CHUNK_TOKENS] = torch.logsumexp(logits, -1) - target_logit
+    return losses.reshape(tokens.shape[0], tokens.shape[1] - 1)
 
 
 def _batches(tokens: Tensor, batch_size: int, progress: bool, desc: str):

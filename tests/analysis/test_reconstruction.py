@@ -99,19 +99,27 @@ def _count_calls(module: torch.nn.Module) -> tuple[list, object]:
 
 
 @torch.no_grad()
-def test_batch_losses_rerun_only_the_tail_and_equal_full_forwards(model, make_sae, tokens):
+def _count_tails(monkeypatch) -> list:
+    """Record each call of the rest-of-model pass (later blocks, final LN, chunked unembedding)."""
+    import sae_analysis.reconstruction as rec
+
+    calls, tail = [], rec.tail_losses
+    monkeypatch.setattr(rec, "tail_losses", lambda *a, **k: calls.append(1) or tail(*a, **k))
+    return calls
+
+
+def test_batch_losses_rerun_only_the_tail_and_equal_full_forwards(model, make_sae, tokens, monkeypatch):
     """For an MLP hook_post: attention runs once per batch, the unembedding once per intervention, and every loss equals
     a full hooked forward (fp32 tolerance); for another hook the slow path gives the same numbers."""
     from sae_analysis.reconstruction import _batch_loss, batch_losses
 
     sae = make_sae(64, 96, hook_name=HOOK)
     hooks = {"clean": None, "zero": torch.zeros_like, "recon": lambda a: sae(a.reshape(-1, 64)).x_hat.reshape(a.shape)}
-    (attn, h1), (unembed, h2) = _count_calls(model.blocks[0].attn), _count_calls(model.unembed)
+    (attn, h1), unembed = _count_calls(model.blocks[0].attn), _count_tails(monkeypatch)
     try:
         fast = batch_losses(model, tokens, HOOK, hooks)
     finally:
         h1.remove()
-        h2.remove()
     assert len(attn) == 1 and len(unembed) == len(hooks)
     for key, fn in hooks.items():
         assert fast[key][0] == pytest.approx(_batch_loss(model, tokens, HOOK, fn), rel=1e-6, abs=1e-6)
@@ -123,7 +131,7 @@ def test_batch_losses_rerun_only_the_tail_and_equal_full_forwards(model, make_sa
     assert slow["zero"][0] == pytest.approx(_batch_loss(model, tokens, other, torch.zeros_like), rel=1e-6)
 
 
-def test_sae_losses_equal_the_separate_computations_and_share_equal_floors(model, make_sae, tokens):
+def test_sae_losses_equal_the_separate_computations_and_share_equal_floors(model, make_sae, tokens, monkeypatch):
     from sae_analysis.reconstruction import sae_losses
 
     sae = make_sae(64, 96, hook_name=HOOK)
@@ -131,11 +139,8 @@ def test_sae_losses_equal_the_separate_computations_and_share_equal_floors(model
     freq[:10] = 0.0  # dead latents
     floors = (-6.5, -6.0, -2.0, -1.0, 0.5)  # -6.5 and -6 keep the same latents unless a frequency lies between them
     freq[(freq > 0) & (freq < 1e-6)] = 1e-6
-    calls, handle = _count_calls(model.unembed)
-    try:
-        recon, df = sae_losses(model, sae, tokens, freq, floors, batch_size=6)
-    finally:
-        handle.remove()
+    calls = _count_tails(monkeypatch)
+    recon, df = sae_losses(model, sae, tokens, freq, floors, batch_size=6)
     distinct = len({tuple((freq >= 10.0**f).tolist()) for f in floors})
     assert distinct < len(floors) and len(calls) == 4 + distinct  # clean, zero, mean, recon + one per distinct floor set
     ref = reconstruction_losses(model, sae, tokens, batch_size=6)
@@ -146,3 +151,20 @@ def test_sae_losses_equal_the_separate_computations_and_share_equal_floors(model
     for row, floor in zip(df.itertuples(), floors):
         masked = reconstruction_losses(model, sae, tokens, batch_size=6, latent_mask=freq >= 10.0**floor)
         assert row.loss == pytest.approx(masked.recon, rel=1e-6) and row.floor == floor
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("n_layers", [1, 2])
+def test_tail_losses_equal_transformer_lens_per_token_losses_in_any_chunking(n_layers, tokens, monkeypatch):
+    """The chunked unembedding (3 positions at a time here, not dividing the batch) and, for a 2-layer model, the later
+    block run through TransformerLens, give TransformerLens's own per-token losses."""
+    import sae_analysis.reconstruction as rec
+    from tests.helpers import tiny_model
+
+    model = tiny_model(n_layers=n_layers)
+    monkeypatch.setattr(rec, "TAIL_CHUNK_TOKENS", 3)
+    _, cache = model.run_with_cache(tokens, names_filter="blocks.0.hook_resid_post")
+    ours = rec.tail_losses(model, cache["blocks.0.hook_resid_post"], 0, tokens)
+    theirs = model(tokens, return_type="loss", loss_per_token=True)
+    assert ours.shape == theirs.shape == (tokens.shape[0], tokens.shape[1] - 1)
+    assert torch.allclose(ours, theirs, rtol=1e-5, atol=1e-5)

@@ -21,7 +21,12 @@ def test_estimate_arithmetic_on_known_rates():
     assert est["seconds"] == pytest.approx(10_000 * per_token + losses)
     fits = est["tokens_fitting_budget"]
     assert fits % 128 == 0 and fits * per_token <= BUDGET_S - losses < (fits + 128) * per_token
-    assert estimate(rates | {"tail_s": 1.0}, n_freq=1, n_loss=1_000, n_saes=1, n_runs=2)["tokens_fitting_budget"] == 0
+    assert est["loss_seqs_fitting_budget"] == 8  # the 1,000 loss tokens given (8 sequences of 128) fit: kept
+    slow = estimate(rates | {"tail_s": 0.01}, n_freq=1, n_loss=128 * 256, n_saes=1, n_runs=2)  # losses alone > budget
+    per_loss_token = 2 * (1e-4 + (4 + len(NEEL_FLOORS)) * 0.01) + 2 * 1e-4
+    seqs = slow["loss_seqs_fitting_budget"]  # as many sequences as fit half the budget
+    assert seqs * 128 * per_loss_token <= BUDGET_S / 2 < (seqs + 1) * 128 * per_loss_token
+    assert slow["tokens_fitting_budget"] * (1e-4 + 2e-4) <= BUDGET_S - seqs * 128 * per_loss_token
 
 
 def test_probe_measures_positive_rates(model, make_sae):
@@ -49,13 +54,16 @@ def test_hub_token_default_depends_on_the_device_and_keys_the_cache(tmp_path):
     from test_paper_figures import pf
 
     from paper.context import Context
-    from paper.sources import CPU_HUB_TOKENS, DEFAULTS, setting
+    from paper.sources import CPU_HUB_LOSS_SEQS, CPU_HUB_TOKENS, DEFAULTS, setting
 
     cpu, gpu = pf.parse_args(["--source", "hub"]), pf.parse_args(["--source", "hub", "--device", "cuda:0"])
     assert setting(cpu, "hub", "tokens") == CPU_HUB_TOKENS == 65_536
     assert setting(gpu, "hub", "tokens") == DEFAULTS["hub"]["tokens"]
     assert setting(pf.parse_args(["--source", "hub", "--tokens", "999"]), "hub", "tokens") == 999
     assert setting(cpu, "demo", "tokens") == DEFAULTS["demo"]["tokens"]
+    assert setting(cpu, "hub", "loss_seqs") == CPU_HUB_LOSS_SEQS == 64 and setting(gpu, "hub", "loss_seqs") == 256
+    assert setting(pf.parse_args(["--source", "hub", "--loss-seqs", "8"]), "hub", "loss_seqs") == 8
     folders = {Context(pf.parse_args(["--source", "hub", "--out", str(tmp_path), *a])).cache.folder.name
-               for a in ([], ["--device", "cuda"], ["--device", "cuda:1"], ["--tokens", "999"])}  # fmt: skip
-    assert folders == {"hub-default-cpu", "hub-default-cuda", "hub-999"}
+               for a in ([], ["--device", "cuda"], ["--device", "cuda:1"], ["--tokens", "999"],
+                         ["--tokens", "999", "--loss-seqs", "8"])}  # fmt: skip
+    assert folders == {"hub-default-cpu", "hub-default-cuda", "hub-999", "hub-999-loss8"}  # cached losses follow --loss-seqs
