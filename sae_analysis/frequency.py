@@ -109,10 +109,10 @@ def frequencies_of_many(
             raise ValueError(f"block counts need activations shaped [n_seq, pos, d_in], got {tuple(x.shape)}")
         flat = x.reshape(-1, d_in)
         for key, sae in distinct.items():
-            f = sae.encode(flat.to(sae.device))
-            counts[key] += firing_counts(f)
+            fired = sae.fires(flat.to(sae.device))
+            counts[key] += firing_counts(fired)
             if blocks is not None:
-                blocks[key].add((f.reshape(x.shape[0], x.shape[1], -1) > 0).sum(1), x.shape[1])
+                blocks[key].add(fired.reshape(x.shape[0], x.shape[1], -1).sum(1), x.shape[1])
         n_tokens += flat.shape[0]
     if n_tokens == 0:
         raise ValueError("no activations were given: cannot estimate frequencies from zero tokens")

@@ -6,7 +6,7 @@ from typing import TypeVar
 
 import numpy as np
 import torch
-from jaxtyping import Float, Int
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 RARE_FREQ = 1e-4
@@ -45,9 +45,18 @@ def explained_variance(x: Float[Tensor, "batch d_in"], x_hat: Float[Tensor, "bat
     return 1 - resid / total
 
 
-def firing_counts(acts: Float[Tensor, "batch d_sae"]) -> Int[Tensor, " d_sae"]:
-    """Number of tokens on which each latent is active (> 0), as exact int64 counts."""
-    return (acts > 0).sum(0, dtype=torch.int64)
+EXACT_FLOAT_COUNT = 1 << 24
+"""Below this many rows, a float32 sum of 0/1 values is an exact integer (the mantissa has 24 bits)."""
+
+
+def firing_counts(acts: Float[Tensor, "batch d_sae"] | Bool[Tensor, "batch d_sae"]) -> Int[Tensor, " d_sae"]:
+    """Number of tokens on which each latent is active (> 0; or True for a boolean mask), as exact int64 counts. Summed
+    as a [1, batch] x [batch, d_sae] product, which is exact below EXACT_FLOAT_COUNT rows and ~1.5x faster on a CPU
+    than a boolean reduction."""
+    fired = acts if acts.dtype == torch.bool else acts > 0
+    if fired.ndim != 2 or fired.shape[0] >= EXACT_FLOAT_COUNT or fired.device.type != "cpu":
+        return fired.sum(0, dtype=torch.int64)
+    return (torch.ones(1, fired.shape[0]) @ fired.float())[0].round().to(torch.int64)
 
 
 def log10_freq(freq: ArrayT, eps: float = LOG_FREQ_EPS) -> ArrayT:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
 import torch
-from jaxtyping import Float
+from jaxtyping import Bool, Float
 from torch import Tensor, nn
 
 Activation = Literal["relu", "topk", "jumprelu"]
@@ -143,6 +143,15 @@ class SAE(nn.Module):
     def encode(self, x: Float[Tensor, "*batch d_in"]) -> Float[Tensor, "*batch d_sae"]:
         """Latent activations `f`."""
         return self.activate(self.encode_pre(x))
+
+    def fires(self, x: Float[Tensor, "batch d_in"]) -> Bool[Tensor, "batch d_sae"]:
+        """Which latents are active (f > 0) on each row: for a ReLU SAE straight from the pre-activations (one fused
+        GEMM + bias, no ReLU pass), else from `encode`."""
+        if self.cfg.activation != "relu" or x.ndim != 2:
+            return self.encode(x) > 0
+        W = self.W_enc
+        bias = self.b_enc - self.b_dec @ W if self.cfg.apply_b_dec_to_input else self.b_enc
+        return torch.addmm(bias, x.to(W.dtype), W) > 0
 
     def decode(self, f: Float[Tensor, "*batch d_sae"]) -> Float[Tensor, "*batch d_in"]:
         """Reconstruction `f @ W_dec + b_dec`."""

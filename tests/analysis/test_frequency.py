@@ -122,3 +122,21 @@ def test_many_saes_must_read_the_same_hook(model, make_sae, tokens):
         latent_frequencies_many(model, {"a": a, "b": b}, tokens)
     with pytest.raises(ValueError, match="no SAEs"):
         latent_frequencies_many(model, {}, tokens)
+
+
+def test_fires_and_counts_equal_the_relu_definition_exactly(make_sae, gen):
+    """The fast path (pre-activations > 0, counted as a [1, batch] product) equals counting encode(x) > 0, including
+    latents that never fire and ties at exactly 0; non-ReLU SAEs go through encode."""
+    from sae_analysis.metrics import firing_counts
+
+    sae = make_sae(16, 40)
+    with torch.no_grad():
+        sae.b_enc[:5] = -1e6  # never fire
+        sae.b_enc[5:8] = 1e6  # always fire
+    x = torch.randn(1000, 16, generator=gen)
+    fired = sae.fires(x)
+    assert fired.dtype == torch.bool and torch.equal(fired, sae.encode(x) > 0)
+    counts = firing_counts(fired)
+    assert counts.dtype == torch.int64 and torch.equal(counts, (sae.encode(x) > 0).sum(0))
+    assert counts[:5].sum() == 0 and (counts[5:8] == 1000).all()
+    assert torch.equal(firing_counts(torch.tensor([[0.0, 1.0], [2.0, 0.0], [-1.0, 3.0]])), torch.tensor([1, 2]))
