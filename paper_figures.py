@@ -49,6 +49,7 @@ from paper.context import Context
 from paper.cost import say_cost
 from paper.exhaustion import exhaustion_panels, planted_exhaustion_runs, read_exhaustion_runs
 from paper.inventory import FIGURES as INVENTORY
+from paper.options import Options
 from paper.plotting import single as _single
 from paper.plotting import thresholds
 from paper.report import collect_results, manifest, write_report
@@ -252,7 +253,7 @@ file of its own (F11's HTML page), in inventory order. Names are stable: `--only
 
 
 # ----- CLI ---------------------------------------------------------------------------------------------------------------
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None) -> Options:
     names = textwrap.fill(", ".join(FIGURES), width=110, initial_indent="  ", subsequent_indent="  ")
     epilog = textwrap.dedent(__doc__.split("\n", 1)[1]).strip("\n") + "\n\nfigures (names for --only):\n" + names
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -277,9 +278,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--loss-seqs", type=int, default=None, help="sequences for losses and case studies (demo 64, hub 256)")
     p.add_argument("--formats", nargs="+", default=["png", "svg"], help="file formats per figure (default png svg)")
     p.add_argument("--dpi", type=int, default=150, help="PNG resolution (default 150)")
-    args = p.parse_args(argv)
-    args.argv = argv
-    return args
+    ns = p.parse_args(argv)
+    ns.argv = argv
+    return Options.from_namespace(ns)
 
 
 def draw(ctx: Context, name: str, out: Path, formats: list[str], dpi: int) -> dict[str, Any]:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 from pathlib import Path
 from typing import Any
 
 from paper import sources
 from paper.cache import Cache
+from paper.options import Options
 
 log = logging.getLogger(__name__)
 
@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 class Context:
     """The run's settings, its cache (OUT/cache/KIND-TOKENS unless --cache-dir) and the lazily loaded `Source`."""
 
-    def __init__(self, args: argparse.Namespace):
+    def __init__(self, args: Options):
         self.args = args
         self.kind = "smoke" if args.smoke else args.source
         default = "default-" + str(args.device).split(":")[0]  # the hub's default token count depends on the device

@@ -9,12 +9,11 @@ bias panels of F21 at full scale), one with a 25x encoder norm, one with a 25x d
 
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 import pandas as pd
 import torch
 
+from paper.options import Options
 from paper.sources import DEFAULTS, RUNS, Source, setting
 from sae_analysis import SAE, SAEConfig
 
@@ -60,7 +59,7 @@ def _snapshots(d_sae: int, rng: np.random.Generator) -> tuple[np.ndarray, np.nda
     return tokens, np.clip(logf, -6.5, 0.0)
 
 
-def load_planted(args: argparse.Namespace) -> Source:
+def load_planted(args: Options) -> Source:
     """Synthetic gelu-1l-shaped model (one layer, d_mlp = d_in) and two planted SAEs of DEFAULTS['planted'] size, planted
     frequency snapshots and a training log. d_in and d_sae come from `paper.sources.DEFAULTS['planted']`."""
     from transformer_lens import HookedTransformer, HookedTransformerConfig

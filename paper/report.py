@@ -3,7 +3,6 @@ value, REPLICATION.md §11) and manifest.json (git commit, library versions, sou
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from collections.abc import Callable
@@ -16,6 +15,7 @@ import numpy as np
 from figures.style import tokens_text
 from paper.compute import comparison, intervals, phase, summary
 from paper.context import Context
+from paper.options import Options
 from paper.published import PUBLISHED, Published
 from paper.sources import Skip
 from sae_analysis.io.provenance import stamp
@@ -150,7 +150,7 @@ def write_report(results: dict[str, Any], path: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def manifest(ctx: Context, args: argparse.Namespace, seconds: float) -> dict[str, Any]:
+def manifest(ctx: Context, args: Options, seconds: float) -> dict[str, Any]:
     """The command, git commit, Python and library versions, the source's provenance and the run's duration."""
     return {"command": [Path(sys.argv[0]).name, *(sys.argv[1:] if args.argv is None else args.argv)],
             **stamp(PACKAGES, cwd=Path(__file__).resolve().parent), "source": ctx.info, "tokens_arg": args.tokens,

@@ -6,7 +6,6 @@ else the demo, with the Hub's error as the reason).
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import re
@@ -20,6 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from paper.options import Options
 from sae_analysis import SAE, SAEConfig
 from sae_analysis.frequency import FrequencyResult, frequencies_from_log10
 from sae_analysis.io import SAELoadError, demo_dir, load_model, load_sae
@@ -93,7 +93,7 @@ class Source:
     """Training tokens -> SAE of the first run's checkpoints, whose frequencies are measured on `tokens` (the hub)."""
 
 
-def setting(args: argparse.Namespace, kind: str, name: str) -> int:
+def setting(args: Options, kind: str, name: str) -> int:
     """A CLI value (`--tokens`, `--loss-seqs`, `--batch-size`), or this source kind's default (DEFAULTS; the hub's on a
     CPU: CPU_DEFAULTS)."""
     if kind == "hub" and name in CPU_DEFAULTS and not getattr(args, name) and str(args.device).startswith("cpu"):
@@ -153,7 +153,7 @@ def stored_demo_frequencies(saes: dict[str, SAE], manifest: dict[str, Any]) -> d
     return out
 
 
-def load_demo(args: argparse.Namespace) -> Source:
+def load_demo(args: Options) -> Source:
     root, runs = demo_dir(), RUNS["demo"]
     manifest = json.loads((root / "manifest.json").read_text()) if (root / "manifest.json").exists() else {}
     saes = {r: load_sae("demo", r, device=args.device) for r in runs}
@@ -178,7 +178,7 @@ def snapshot_token_count(log: pd.DataFrame | None) -> int:
     return counts.pop() if len(counts) == 1 else 0
 
 
-def load_hub(args: argparse.Namespace) -> Source:
+def load_hub(args: Options) -> Source:
     saes = {r: load_sae(HUB_REPO, r, revision=args.revision, device=args.device) for r in RUNS["hub"]}
     model = load_model("gelu-1l", device=args.device)
     tokens, token_prov = hub_eval_tokens(args, model, setting(args, "hub", "tokens"))
@@ -198,7 +198,7 @@ def load_hub(args: argparse.Namespace) -> Source:
     return Source("hub", label, model, saes, tokens, model_decode(model), None, {}, prov, checkpoints=checkpoints)
 
 
-def hub_eval_tokens(args: argparse.Namespace, model: Any, n_tokens: int) -> tuple[Any, dict[str, Any]]:
+def hub_eval_tokens(args: Options, model: Any, n_tokens: int) -> tuple[Any, dict[str, Any]]:
     """(evaluation sequences for gelu-1l, their provenance): the rows of --tokens-file, else a seeded fair sample of
     NeelNanda's c4-code data (rows of 1,024 cut into 8 x 128 with BOS first, as the original did; rows drawn at random
     from --token-shards shards chosen by --token-seed, `sae_analysis.io.token_sample`)."""
@@ -228,7 +228,7 @@ def _smoke_sae(seed: int) -> SAE:
     return sae
 
 
-def load_smoke(args: argparse.Namespace) -> Source:
+def load_smoke(args: Options) -> Source:
     """Synthetic checkpoints: a random tiny GELU model and two random SAEs with planted 1-sparse rows and a dead, aligned
     rare cluster; synthetic frequency snapshots with a planted step and a synthetic training log. Exercises every figure."""
     from transformer_lens import HookedTransformer, HookedTransformerConfig
@@ -248,7 +248,7 @@ def load_smoke(args: argparse.Namespace) -> Source:
     return Source("smoke", "synthetic smoke checkpoints", model, saes, tokens, _smoke_decode, snapshots, logs, {"smoke": True})
 
 
-def resolve_source(args: argparse.Namespace) -> tuple[Source, str]:
+def resolve_source(args: Options) -> tuple[Source, str]:
     """The source to use and a sentence saying why (auto: the Hub when it loads, else the demo, with the Hub's error)."""
     if args.smoke or args.source == "smoke":
         return load_smoke(args), "--smoke: synthetic checkpoints (no real model or SAE)"
