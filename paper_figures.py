@@ -275,7 +275,8 @@ def parse_args(argv: list[str] | None) -> Options:
     p.add_argument("--token-shards", type=int, default=None, help="hub: dataset shards the sample spreads over (default 2)")
     p.add_argument("--revision", default=None, help="hub: revision of NeelNanda/sparse_autoencoder to pin")
     p.add_argument("--batch-size", type=int, default=None, help="sequences per model forward (default: demo 64, hub 32)")
-    p.add_argument("--loss-seqs", type=int, default=None, help="sequences for losses and case studies (demo 64, hub 256)")
+    p.add_argument("--loss-seqs", type=int, default=None,
+                   help="sequences for losses and case studies (default: demo 64; hub 64 on a CPU, 256 on a GPU)")
     p.add_argument("--formats", nargs="+", default=["png", "svg"], help="file formats per figure (default png svg)")
     p.add_argument("--dpi", type=int, default=150, help="PNG resolution (default 150)")
     ns = p.parse_args(argv)
