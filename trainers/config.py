@@ -103,11 +103,13 @@ class TrainConfig:
     cpu_bf16: CpuBf16 = "fallback"
     """autocast_bf16 on a CPU without native bf16 (no AVX512-BF16 / AMX; about 10x slower than fp32): 'fallback' trains
     in fp32 and logs why, 'emulate' keeps bf16 with a warning (`trainers.precision`)."""
-    step_impl: StepImpl = "fused"
-    """'fused': hand-written forward/backward into reused memory (fp32 ReLU SAEs; same gradients as autograd, faster on
-    CPU); 'sparse': the same computed over the active (token, latent) pairs only (faster at low L0); 'auto': fused or sparse
-    per step on the measured activation density (`trainers.sparse_step`); 'autograd': `SAE.forward(x).loss.backward()`.
-    Other cases always use autograd."""
+    step_impl: StepImpl = "auto"
+    """'auto' (default): 'fused' or 'sparse' per step on the measured activation density (`trainers.sparse_step`; never
+    slower than 'fused' in the paired benchmark of BENCHMARKS.md, "Sparse step"); 'fused': hand-written forward/backward
+    into reused memory (fp32 ReLU SAEs; same gradients as autograd, faster on CPU); 'sparse': the same computed over the
+    active (token, latent) pairs only (faster at low L0); 'autograd': `SAE.forward(x).loss.backward()`. The three fast
+    steps compute the same gradients (tested to fp32 tolerance), so a run folder resumes under any of them; bf16 autocast
+    and non-ReLU SAEs always use autograd."""
     device: Device = "cpu"
     """Where the SAE trains."""
 

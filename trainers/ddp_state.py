@@ -23,7 +23,8 @@ from sae_analysis.errors import UsageError
 from sae_analysis.io.readers import atomic_write
 
 RANK_TENSOR_PREFIXES = ("buffer/", "rng/")
-RANK_META_KEYS = ("buffer", "source")
+RANK_META_KEYS = ("buffer", "source", "step_state")
+"""Per-rank metadata: the data state, and the step workspace's mode (`AutoStep` decides on its own rank's density)."""
 
 
 def rank_state_path(out_dir: str | Path, rank: int, step: int) -> Path:
@@ -35,7 +36,7 @@ def save_rank_state(out_dir: str | Path, rank: int, step: int, tensors: dict[str
     `RANK_TENSOR_PREFIXES` and metadata under `RANK_META_KEYS`."""
     path = rank_state_path(out_dir, rank, step)
     local = {k: v.detach().contiguous().cpu() for k, v in tensors.items() if k.startswith(RANK_TENSOR_PREFIXES)}
-    info = {"rank": rank, "step": step, **{k: meta[k] for k in RANK_META_KEYS}}
+    info = {"rank": rank, "step": step, **{k: meta[k] for k in RANK_META_KEYS if k in meta}}
     atomic_write(path, lambda tmp: save_file(local, str(tmp), metadata={"json": json.dumps(info)}), durable=True)
     return path
 
@@ -70,7 +71,8 @@ def load_rank_state(out_dir: str | Path, rank: int, world_size: int, tensors: di
         raise FileNotFoundError(f"missing {path}: the shared trainer state is at step {meta['step']}, but rank {rank}'s "
                                 "data state for that step is not there")
     info = read_rank_meta(path)
-    return {**tensors, **load_file(str(path))}, {**meta, **{k: info[k] for k in RANK_META_KEYS}}
+    own = {k: info[k] for k in RANK_META_KEYS if k in info}  # files written before step_state was per rank lack it
+    return {**tensors, **load_file(str(path))}, {**meta, **own}
 
 
 def _old_rank_states(out_dir: str | Path, tensors: dict[str, Tensor], meta: dict[str, Any]) -> list[tuple[dict, dict]]:

@@ -23,18 +23,20 @@ from torch import Tensor
 from sae_analysis import SAE, ForwardOutput
 from trainers.step import FusedStep
 
-SPARSE_CROSSOVER_DENSITY = 0.02
+SPARSE_CROSSOVER_DENSITY = 0.05
 """Activation density (active pairs / (batch · d_sae)) around which `SparseStep` and `FusedStep` cost the same, on the
-safe side of two measurements with `bench/bench_sparse.py` (2 CPU cores, torch 2.13, 2026-12-03; BENCHMARKS.md, "Sparse
-step"), by CPU time relative to the dense 5-GEMM bound: at d_in 2048 → 16384, batch 4096, sparse 1.27 at 5 % and 0.67
-at 10 % against fused 0.94 (crossover ≈ 7 %); at the demo shape 512 → 4096, batch 1024, sparse 0.55 at 3 % against
-fused 0.60 (crossover ≈ 3 %). Model: the four replaced GEMMs cost 8 · B · d_in · d_sae / (GEMM rate) dense and
-8 · ρ · B · d_in · d_sae / (gather rate) sparse, so ρ* ≈ gather rate / GEMM rate, a property of the machine, lowered at
-small d_in by the sparse step's own O(B · d_sae) passes (finding the active pairs), which do not shrink with d_in as the
-GEMMs do. On a GPU (faster GEMMs relative to gathers) the crossover is lower; it has not been measured there."""
+safe side of paired measurements on a quiet machine with `bench/bench_sparse.py` (2 CPU cores, torch 2.13, 2026-12-03;
+BENCHMARKS.md, "Sparse step"), as ratios to the dense 5-GEMM bound of the same run: at d_in 2048 → 16384, batch 4096,
+sparse 2.07 at 3 %, 1.37 at 5 %, 0.81 at 10 % against fused ≈ 0.98 (crossover ≈ 8 %); at the demo shape 512 → 4096,
+batch 1024, sparse 1.58 at 10 % against fused 1.05 (crossover above 10 %). Model: the four replaced GEMMs cost
+8 · B · d_in · d_sae / (GEMM rate) dense and 8 · ρ · B · d_in · d_sae / (gather rate) sparse, so ρ* ≈ gather rate / GEMM
+rate, a property of the machine, lowered by the sparse step's own O(B · d_sae) passes (finding the active pairs). (An
+earlier value, 0.02, came from measurements on a machine loaded 4-9 on 2 cores, which understated the sparse step.) On a
+GPU (faster GEMMs relative to gathers) the crossover is lower; it has not been measured there."""
 AUTO_HYSTERESIS = 1.5
-"""`AutoStep` goes sparse below crossover / 1.5 (1.3 %) and back to dense above crossover × 1.5 (3 %), so a density
-hovering near the crossover does not flip the implementation every step (both steps cost about the same there)."""
+"""`AutoStep` goes sparse below crossover / 1.5 (3.3 %) and back to dense above crossover × 1.5 (7.5 %), so a density
+hovering near the crossover does not flip the implementation every step. Both thresholds sit where the sparse step is
+still at least as fast as the dense one at both measured shapes."""
 
 
 class SparseStep(FusedStep):

@@ -41,6 +41,8 @@ SCENARIOS = {
     "per_token": dict(loss_convention="per_token", l1_coeff=0.1, decoder_norm="project_grad_and_renorm"),
     # autograd's backward accumulating into the views of the flat gradient buffer, averaged by the same all-reduce
     "autograd": dict(step_impl="autograd"),
+    # the sparse step's gradients (over the active pairs only) through the same flat buffer and all-reduce
+    "sparse": dict(step_impl="sparse"),
 }
 
 
@@ -198,7 +200,7 @@ def test_logged_metrics_are_global(ddp_run, name, tmp_path):
             torch.testing.assert_close(torch.tensor(g[c].to_numpy(float)), torch.tensor(r[c].to_numpy(float)),
                                        rtol=1e-4, atol=1e-5, msg=f"{event}.{c}")
     rs, gs = ref[ref.event == "resample"], got[got.event == "resample"]
-    assert len(rs) == len(gs) == {"per_token": 0, "autograd": 0, "kaiming": 3, "anthropic": 2}[name]
+    assert len(rs) == len(gs) == {"per_token": 0, "autograd": 0, "sparse": 0, "kaiming": 3, "anthropic": 2}[name]
     assert [list(v) for v in rs.get("latents", [])] == [list(v) for v in gs.get("latents", [])]
 
 
@@ -301,13 +303,15 @@ def test_rank_batch_must_divide_the_global_batch():
 
 def test_rank_state_files_round_trip_prune_and_check_world_size(tmp_path):
     full = {"sae/W_enc": torch.ones(2), "buffer/storage": torch.arange(4.0), "rng/torch": torch.arange(3, dtype=torch.uint8)}
-    meta = {"step": 7, "buffer": {"scalars": {"ptr": 2}}, "source": {"position": 5}, "world_size": 2}
+    meta = {"step": 7, "buffer": {"scalars": {"ptr": 2}}, "source": {"position": 5}, "world_size": 2,
+            "step_state": {"sparse": True}}  # this rank's AutoStep mode (rank 0's shared copy may differ)
     save_rank_state(tmp_path, 1, 3, full, meta)
     save_rank_state(tmp_path, 1, 7, full, meta)
     prune_rank_states(tmp_path, 1, keep_step=7)
     assert [p.name for p in rank_state_path(tmp_path, 1, 7).parent.iterdir()] == [f"{7:012d}.safetensors"]
     shared = {"sae/W_enc": torch.zeros(2)}
-    tensors, merged = load_rank_state(tmp_path, 1, 2, shared, {"step": 7, "world_size": 2})
+    tensors, merged = load_rank_state(tmp_path, 1, 2, shared, {"step": 7, "world_size": 2, "step_state": {"sparse": False}})
+    assert merged["step_state"] == {"sparse": True}
     assert set(tensors) == set(full) and torch.equal(tensors["sae/W_enc"], torch.zeros(2))  # the shared copy wins
     assert torch.equal(tensors["buffer/storage"], full["buffer/storage"])
     assert merged["source"] == {"position": 5} and merged["buffer"] == meta["buffer"]

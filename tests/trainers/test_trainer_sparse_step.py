@@ -171,10 +171,22 @@ def test_auto_switches_with_hysteresis(make_sae):
     assert fresh.sparse
 
 
+def test_default_auto_thresholds_sit_where_the_benchmark_put_them():
+    """Sparse below 5 % / 1.5 = 3.3 %, dense again above 5 % x 1.5 = 7.5 % (BENCHMARKS.md, "Sparse step": the sparse step
+    is faster than fused up to ~8 % at d_in 2048 and above 10 % at d_in 512)."""
+    ws = AutoStep()
+    for density, sparse_before, sparse_after in [(0.034, False, False), (0.032, False, True), (0.074, True, True),
+                                                 (0.076, True, False)]:
+        ws.sparse = sparse_before
+        ws.observe(density)
+        assert ws.sparse is sparse_after, (density, sparse_before)
+
+
 def test_step_impl_names_make_their_workspaces():
     assert type(make_workspace("fused")) is FusedStep and type(make_workspace("sparse")) is SparseStep
     assert type(make_workspace("auto")) is AutoStep and make_workspace("autograd") is None
     assert SparseStep.supports is FusedStep.supports
+    assert TrainConfig().step_impl == "auto"  # the default (issue #14: never slower than fused, BENCHMARKS.md)
 
 
 @pytest.mark.gpu

@@ -64,8 +64,9 @@ def lm_stage(cfg: BuildConfig, work: Path, *, resume: bool, progress: bool = Tru
 # ----- stage 2: the SAEs -------------------------------------------------------------------------------------------------
 def finished_run_verdict(saved: TrainConfig, wanted: TrainConfig) -> str:
     """What to do with a finished run: 'reuse' (same config), 'extend' (only num_tokens grew: continue from its trainer
-    state, as an uninterrupted longer run would have) or 'retrain' (anything else changed)."""
-    saved = dataclasses.replace(saved, d_in=wanted.d_in)
+    state, as an uninterrupted longer run would have) or 'retrain' (anything else changed). `step_impl` is not a change:
+    the fused, sparse and auto steps compute the same gradients (the committed seeds were trained with 'fused')."""
+    saved = dataclasses.replace(saved, d_in=wanted.d_in, step_impl=wanted.step_impl)
     if saved == wanted:
         return "reuse"
     if dataclasses.replace(saved, num_tokens=wanted.num_tokens) == wanted and wanted.num_tokens > saved.num_tokens:
