@@ -56,6 +56,7 @@ from paper.report import collect_results, manifest, write_report
 from paper.sources import Skip
 from sae_analysis.io import SAELoadError
 from sae_analysis.io.readers import atomic_write
+from sae_analysis.memory import keep_freed_memory
 from sae_analysis.metrics import log10_freq
 
 log = logging.getLogger("paper_figures")
@@ -318,6 +319,7 @@ def _previous_statuses(out: Path, only: list[str] | None) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    keep_freed_memory()  # the passes allocate the same big tensors per batch: reuse their pages (sae_analysis.memory)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     start, out = time.perf_counter(), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -30,9 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_train import gemm_run, ours, saelens, synthetic_pool  # noqa: E402
 
 from sae_analysis import SAE  # noqa: E402
+from sae_analysis.memory import keep_freed_memory  # noqa: E402
 from trainers.buffer import MixingBuffer  # noqa: E402
 from trainers.config import TrainConfig  # noqa: E402
-from trainers.memory import keep_freed_memory  # noqa: E402
 from trainers.source import TensorActivations  # noqa: E402
 from trainers.sparse_step import AutoStep, SparseStep, plant_density_  # noqa: E402
 from trainers.step import FusedStep  # noqa: E402

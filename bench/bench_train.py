@@ -23,9 +23,9 @@ from collections.abc import Iterator
 import torch
 
 from sae_analysis import SAE
+from sae_analysis.memory import keep_freed_memory
 from trainers.buffer import MixingBuffer
 from trainers.config import TrainConfig
-from trainers.memory import keep_freed_memory
 from trainers.source import TensorActivations
 from trainers.sparse_step import make_workspace
 from trainers.train import make_optimizer, train_step

@@ -11,7 +11,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from sae_analysis.activations import hook_activations, token_batches
-from sae_analysis.metrics import SPARSITY_EPS, firing_counts, freq_from_log10
+from sae_analysis.metrics import SPARSITY_EPS, freq_from_log10, grouped_firing_counts
 from sae_analysis.sae import SAE
 
 if TYPE_CHECKING:
@@ -108,11 +108,12 @@ def frequencies_of_many(
         if blocks is not None and x.ndim != 3:
             raise ValueError(f"block counts need activations shaped [n_seq, pos, d_in], got {tuple(x.shape)}")
         flat = x.reshape(-1, d_in)
+        group_rows = x.shape[1] if blocks is not None else flat.shape[0]  # per sequence, or the whole batch
         for key, sae in distinct.items():
-            fired = sae.fires(flat.to(sae.device))
-            counts[key] += firing_counts(fired)
+            per_group = grouped_firing_counts(sae.fires(flat.to(sae.device), as_float=True), group_rows)
+            counts[key] += per_group.sum(0)
             if blocks is not None:
-                blocks[key].add(fired.reshape(x.shape[0], x.shape[1], -1).sum(1), x.shape[1])
+                blocks[key].add(per_group, x.shape[1])
         n_tokens += flat.shape[0]
     if n_tokens == 0:
         raise ValueError("no activations were given: cannot estimate frequencies from zero tokens")

@@ -50,13 +50,30 @@ EXACT_FLOAT_COUNT = 1 << 24
 
 
 def firing_counts(acts: Float[Tensor, "batch d_sae"] | Bool[Tensor, "batch d_sae"]) -> Int[Tensor, " d_sae"]:
-    """Number of tokens on which each latent is active (> 0; or True for a boolean mask), as exact int64 counts. Summed
-    as a [1, batch] x [batch, d_sae] product, which is exact below EXACT_FLOAT_COUNT rows and ~1.5x faster on a CPU
-    than a boolean reduction."""
+    """Number of tokens on which each latent is active (> 0; or True for a boolean mask), as exact int64 counts
+    (`grouped_firing_counts` with one group)."""
     fired = acts if acts.dtype == torch.bool else acts > 0
-    if fired.ndim != 2 or fired.shape[0] >= EXACT_FLOAT_COUNT or fired.device.type != "cpu":
+    if fired.ndim != 2:
         return fired.sum(0, dtype=torch.int64)
-    return (torch.ones(1, fired.shape[0]) @ fired.float())[0].round().to(torch.int64)
+    return grouped_firing_counts(fired, fired.shape[0])[0]
+
+
+def grouped_firing_counts(
+    fired: Float[Tensor, "batch d_sae"] | Bool[Tensor, "batch d_sae"], group_rows: int
+) -> Int[Tensor, "n_groups d_sae"]:
+    """Firing counts per consecutive group of `group_rows` rows (e.g. the positions of one sequence), exact int64, from a
+    boolean or 0/1 float mask: one [n_groups, batch] x [batch, d_sae] product with a block-diagonal 0/1 matrix, exact
+    because each count is at most group_rows < EXACT_FLOAT_COUNT. On a CPU this is ~4x faster than a boolean reduction
+    over the rows (4,096 x 16,384 on 2 cores: 84 ms against 331 ms for a bool mask's row sum plus a per-sequence sum);
+    a 0/1 float32 mask (`SAE.fires(x, as_float=True)`) needs no conversion at all."""
+    rows = fired.shape[0]
+    if group_rows <= 0 or rows % group_rows:
+        raise ValueError(f"{rows} rows do not split into groups of {group_rows}")
+    if group_rows >= EXACT_FLOAT_COUNT:
+        return fired.reshape(-1, group_rows, fired.shape[-1]).sum(1, dtype=torch.int64)
+    mask = fired if fired.dtype in (torch.float32, torch.float64) else fired.float()
+    groups = torch.repeat_interleave(torch.eye(rows // group_rows, dtype=mask.dtype, device=mask.device), group_rows, dim=1)
+    return (groups @ mask).round_().to(torch.int64)
 
 
 def log10_freq(freq: ArrayT, eps: float = LOG_FREQ_EPS) -> ArrayT:

@@ -240,34 +240,38 @@ def sae_losses(
 ) -> tuple[ReconstructionLosses, pd.DataFrame]:
     """`reconstruction_losses` and `loss_vs_frequency_floor` from one pass: per batch one clean forward up to the MLP
     (`batch_losses`), one encoding, then the rest of the model once for clean, zero, mean, the full reconstruction and
-    each distinct set of kept latents (floors that keep the same latents share one loss)."""
+    each distinct set of kept latents (floors that keep the same latents share one loss).
+
+    The kept sets are nested (each keeps the latents at or above a frequency), so with the latents sorted by frequency
+    each set is a prefix, and its reconstruction is the next smaller set's plus one slice of latents (`PrefixDecoder`):
+    all floors together cost one full decode per batch instead of one each."""
     name = resolve_hook_name(sae, hook_name)
-    masks = {f: (freq.to(sae.device) >= 10.0**f) for f in floors}
-    distinct: list[Tensor] = []  # the different sets of kept latents
-    group: dict[float, str] = {}  # floor -> the loss key of its set
-    for f, m in masks.items():
-        i = next((j for j, d in enumerate(distinct) if torch.equal(d, m)), len(distinct))
-        distinct += [m] if i == len(distinct) else []
-        group[f] = f"kept_{i}"
+    freq = freq.to(sae.device)
+    masks = {f: freq >= 10.0**f for f in floors}
+    kept = sorted({int(m.sum()) for m in masks.values()})  # each distinct set, as the size of its prefix
+    group = {f: f"kept_{kept.index(int(m.sum()))}" for f, m in masks.items()}  # floor -> the loss key of its set
+    order = torch.argsort(freq, descending=True, stable=True)  # every kept set is a prefix of this order
+    W_sorted = sae.W_dec[order]
     totals: dict[str, float] = dict.fromkeys(["clean", "zero", "mean", "recon", *group.values()], 0.0)
     per_seq: dict[str, list[Tensor]] = {k: [] for k in ("clean", "recon", "zero", "mean")}
     n_pred = 0
     for batch in _batches(tokens, batch_size, progress, "losses"):
         batch = batch.to(model.cfg.device)
         n = batch.shape[0] * (batch.shape[1] - 1)
-        encoded: dict[str, Tensor] = {}
+        decoder: list[PrefixDecoder] = []  # the batch's code, encoded once (at the first hook that needs it)
 
-        def code(act: Tensor) -> Tensor:  # the batch's latents, computed once
-            if "f" not in encoded:
-                encoded["f"] = sae.encode(act.reshape(-1, act.shape[-1]))
-            return encoded["f"]
+        def prefix(n_latents: int) -> Hook:
+            def hook(act: Tensor) -> Tensor:
+                if not decoder:
+                    f = sae.encode(act.reshape(-1, act.shape[-1])).to(W_sorted.dtype)
+                    decoder.append(PrefixDecoder(f.index_select(1, order), W_sorted, sae.b_dec))
+                return decoder[0].upto(n_latents).reshape(act.shape).to(act.dtype)
 
-        def masked(m: Tensor | None) -> Hook:
-            f_mask = (lambda f: f) if m is None else (lambda f: f * m.to(f.dtype))
-            return lambda act: sae.decode(f_mask(code(act))).reshape(act.shape).to(act.dtype)
+            return hook
 
-        hooks: dict[str, Hook | None] = {"clean": None, "zero": zero_ablate, "mean": mean_ablate, "recon": masked(None)}
-        hooks |= {f"kept_{i}": masked(m) for i, m in enumerate(distinct)}
+        hooks: dict[str, Hook | None] = {"clean": None, "zero": zero_ablate, "mean": mean_ablate}
+        hooks |= {f"kept_{i}": prefix(k) for i, k in enumerate(kept)}  # smallest set first: each adds one slice
+        hooks["recon"] = prefix(sae.cfg.d_sae)
         for key, (mean, sums) in batch_losses(model, batch, name, hooks).items():
             totals[key] += mean * n
             if key in per_seq:
@@ -281,3 +285,25 @@ def sae_losses(
     rows = [{"floor": float(f), "n_kept": int(m.sum()), "loss": L[group[f]],
              "score_zero": recovered_fraction(L["clean"], L[group[f]], L["zero"])} for f, m in masks.items()]  # fmt: skip
     return recon, pd.DataFrame(rows)
+
+
+class PrefixDecoder:
+    """Reconstructions from the first n latents of a code whose latents (columns of `f`, rows of `W`) are sorted, for a
+    run of increasing n: x̂_n = b_dec + f[:, :n] @ W[:n], each from the previous one plus the product over the new slice,
+    so a run up to n costs one decode of n latents in total. A smaller n than the last starts over (correct, not fast).
+    The returned tensor is the decoder's accumulator: use it before the next `upto`."""
+
+    def __init__(self, f: Float[Tensor, "batch d_sae"], W: Float[Tensor, "d_sae d_in"], b_dec: Float[Tensor, " d_in"]):
+        self.f, self.W, self.b_dec = f, W, b_dec
+        self.n, self.acc = 0, b_dec.expand(f.shape[0], -1).clone()
+        self.columns = 0
+        """Latent columns decoded so far (the cost, in units of one latent over the batch)."""
+
+    def upto(self, n: int) -> Float[Tensor, "batch d_in"]:
+        if n < self.n:
+            self.n, self.acc = 0, self.b_dec.expand(self.f.shape[0], -1).clone()
+        if n > self.n:
+            self.acc.addmm_(self.f[:, self.n : n], self.W[self.n : n])
+            self.columns += n - self.n
+            self.n = n
+        return self.acc

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
 import torch
-from jaxtyping import Bool, Float
+from jaxtyping import Float
 from torch import Tensor, nn
 
 Activation = Literal["relu", "topk", "jumprelu"]
@@ -116,7 +116,8 @@ class SAE(nn.Module):
         self.b_enc = nn.Parameter(torch.zeros(cfg.d_sae, **kw))
         self.b_dec = nn.Parameter(torch.zeros(cfg.d_in, **kw))
         self.register_buffer("threshold", torch.zeros(cfg.d_sae, **kw))  # used by 'jumprelu' only
-        kaiming_init_(self.W_enc.data, self.W_dec.data)
+        if self.W_enc.device.type != "meta":  # `from_weights` builds on meta and copies weights in: nothing to init
+            kaiming_init_(self.W_enc.data, self.W_dec.data)
         self.meta: dict[str, Any] = {}
         self.log10_density: Tensor | None = None
 
@@ -144,14 +145,17 @@ class SAE(nn.Module):
         """Latent activations `f`."""
         return self.activate(self.encode_pre(x))
 
-    def fires(self, x: Float[Tensor, "batch d_in"]) -> Bool[Tensor, "batch d_sae"]:
-        """Which latents are active (f > 0) on each row: for a ReLU SAE straight from the pre-activations (one fused
-        GEMM + bias, no ReLU pass), else from `encode`."""
+    def fires(self, x: Float[Tensor, "batch d_in"], as_float: bool = False) -> Tensor:
+        """Which latents are active (f > 0) on each row, as bool or (`as_float`) as 1.0 / 0.0 in the SAE's dtype, ready
+        for a counting product (`metrics.grouped_firing_counts`). For a ReLU SAE straight from the pre-activations: one
+        fused GEMM + bias, then one in-place comparison, no ReLU pass and no second [batch, d_sae] tensor."""
         if self.cfg.activation != "relu" or x.ndim != 2:
-            return self.encode(x) > 0
+            fired = self.encode(x) > 0
+            return fired.to(self.dtype) if as_float else fired
         W = self.W_enc
         bias = self.b_enc - self.b_dec @ W if self.cfg.apply_b_dec_to_input else self.b_enc
-        return torch.addmm(bias, x.to(W.dtype), W) > 0
+        pre = torch.addmm(bias, x.to(W.dtype), W)
+        return pre.gt_(0) if as_float else pre > 0
 
     def decode(self, f: Float[Tensor, "*batch d_sae"]) -> Float[Tensor, "*batch d_in"]:
         """Reconstruction `f @ W_dec + b_dec`."""

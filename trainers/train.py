@@ -31,13 +31,13 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from sae_analysis.memory import keep_freed_memory
 from trainers import checkpoint as ckpt
 from trainers.buffer import MixingBuffer
 from trainers.collective import Collective, Single
 from trainers.config import TrainConfig
 from trainers.ddp_reduce import RankFailureError, is_collective_failure
 from trainers.evaluate import Evaluator
-from trainers.memory import keep_freed_memory
 from trainers.precision import resolve_autocast
 from trainers.trainer import (
     DTYPES,

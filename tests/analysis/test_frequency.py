@@ -140,3 +140,20 @@ def test_fires_and_counts_equal_the_relu_definition_exactly(make_sae, gen):
     assert counts.dtype == torch.int64 and torch.equal(counts, (sae.encode(x) > 0).sum(0))
     assert counts[:5].sum() == 0 and (counts[5:8] == 1000).all()
     assert torch.equal(firing_counts(torch.tensor([[0.0, 1.0], [2.0, 0.0], [-1.0, 3.0]])), torch.tensor([1, 2]))
+    as_float = sae.fires(x, as_float=True)
+    assert as_float.dtype == torch.float32 and torch.equal(as_float, fired.float())
+
+
+def test_grouped_firing_counts_equal_a_naive_per_group_count(gen):
+    """Per-sequence counts from the block-diagonal product equal a Python loop over groups, for bool and 0/1 float masks;
+    a batch that does not split into whole groups is refused."""
+    from sae_analysis.metrics import grouped_firing_counts
+
+    fired = torch.rand(6 * 7, 33, generator=gen) < 0.3
+    naive = torch.stack([fired[i : i + 7].sum(0) for i in range(0, 42, 7)])
+    for mask in (fired, fired.float(), fired.double()):
+        got = grouped_firing_counts(mask, 7)
+        assert got.dtype == torch.int64 and torch.equal(got, naive)
+    assert torch.equal(grouped_firing_counts(fired, 42)[0], fired.sum(0))
+    with pytest.raises(ValueError, match="groups of 5"):
+        grouped_firing_counts(fired, 5)

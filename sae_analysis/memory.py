@@ -1,8 +1,10 @@
-"""CPU allocator setting for training: keep freed memory in the process so big tensors reuse pages across steps.
+"""CPU allocator setting for training and long analyses: keep freed memory in the process so big tensors reuse pages.
 
 glibc serves allocations above its mmap threshold (≤ 32 MiB) with fresh `mmap`s and unmaps them on free, so every step's
 `[batch, d_sae]` tensors (256 MB each at run-1 shapes) are page-faulted in again: measured here as ~300k minor faults per
 step at d_in 1024, a large share of a CPU step. Serving them from the heap and never trimming it removes those faults.
+The same holds for `paper_figures.py`'s passes, which allocate a [4,096, 16,384] pre-activation per SAE and batch (a
+fresh 268 MB `addmm` output took 2.24 s against 1.86 s into reused memory at gelu-1l size on 2 cores).
 """
 
 from __future__ import annotations
