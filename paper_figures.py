@@ -329,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     except (Skip, SAELoadError, OSError) as err:
         print(f"paper_figures: no usable source: {err}", file=sys.stderr)
         return 2
-    cost = say_cost(ctx)  # before the first heavy step: measured rate, estimated time, the --tokens fitting ~10 min
+    cost = say_cost(ctx, loaded_s=time.perf_counter() - start)  # before the first heavy step: rates, time, what fits
     statuses = _previous_statuses(out, args.only)
     with use_style():
         for name in tqdm(args.only or list(FIGURES), desc="figures", unit="figure"):

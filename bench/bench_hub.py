@@ -2,6 +2,7 @@
 
     python bench/bench_hub.py --root /tmp/bench_hub --tokens 65536                  # this checkout
     python bench/bench_hub.py --root /tmp/bench_hub --tokens 65536 --before 594f006 # and a base commit, for comparison
+    python bench/bench_hub.py --root /tmp/bench_hub --tokens 65536 --offline-rerun  # then again, offline from the cache
 
 The replica (tests/hub_replica.py with FULL: 2048 x 16384 SAEs for checkpoints 9-25 and 47, a gelu-1l-shaped model with
 d_vocab 48,262 and a real byte-level BPE tokenizer, parquet token shards; random weights) is written once under
@@ -38,12 +39,15 @@ def _code_dir(root: Path, commit: str | None) -> Path:
     return target
 
 
-def run_variant(root: Path, label: str, code: Path, argv: list[str], endpoint: str) -> dict:
-    """One paper_figures.py run in a fresh process and cache; wall time, per-figure seconds and statuses, load average."""
-    out, home = root / f"out-{label}", root / f"hf-{label}"
-    for folder in (out, home):
+def run_variant(root: Path, label: str, code: Path, argv: list[str], endpoint: str, cache_of: str | None = None) -> dict:
+    """One paper_figures.py run in a fresh process and output folder; wall time, per-figure seconds and statuses, load
+    average. With a fresh huggingface_hub cache (downloads included), or with `cache_of`: offline (HF_HUB_OFFLINE=1)
+    from the cache that variant's run filled."""
+    out, home = root / f"out-{label}", root / f"hf-{cache_of or label}"
+    for folder in (out,) if cache_of else (out, home):
         subprocess.run(["rm", "-rf", str(folder)], check=True)
-    env = os.environ | {"HF_ENDPOINT": endpoint, "HF_HOME": str(home), "HF_HUB_OFFLINE": "0", "PYTHONPATH": str(code)}
+    offline = "1" if cache_of else "0"
+    env = os.environ | {"HF_ENDPOINT": endpoint, "HF_HOME": str(home), "HF_HUB_OFFLINE": offline, "PYTHONPATH": str(code)}
     env.pop("HF_HUB_CACHE", None)
     load_before, start, cpu_before = os.getloadavg(), time.perf_counter(), _children_cpu_s()
     cmd = [sys.executable, "-c", _RUNNER, str(code / "paper_figures.py"), "--source", "hub", "--out", str(out), *argv]
@@ -111,6 +115,8 @@ def main() -> int:
     p.add_argument("--loss-seqs", type=int, default=None, help="default: the script's (256)")
     p.add_argument("--before", default=None, help="a commit to time as well (exported with git archive)")
     p.add_argument("--only-before", action="store_true", help="time only the --before commit")
+    p.add_argument("--offline-rerun", action="store_true",
+                   help="after each variant, run it again offline (HF_HUB_OFFLINE=1) from the cache it filled, fresh output")
     args = p.parse_args()
     args.root.mkdir(parents=True, exist_ok=True)
     if not (args.root / "repos" / ".complete").exists():
@@ -127,6 +133,11 @@ def main() -> int:
             runs.append(run_variant(args.root, label, _code_dir(args.root, commit), argv, server.endpoint))
             (args.root / f"bench-{label}.json").write_text(json.dumps(runs[-1], indent=2))
             print(f"{label}: rc {runs[-1]['rc']}, {runs[-1]['wall_s']} s", file=sys.stderr)
+            if args.offline_rerun:
+                runs.append(run_variant(args.root, f"{label}-offline", _code_dir(args.root, commit), argv, server.endpoint,
+                                        cache_of=label))
+                (args.root / f"bench-{label}-offline.json").write_text(json.dumps(runs[-1], indent=2))
+                print(f"{label}-offline: rc {runs[-1]['rc']}, {runs[-1]['wall_s']} s", file=sys.stderr)
     print(table(runs))
     return 0
 

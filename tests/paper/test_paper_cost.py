@@ -8,7 +8,7 @@ import logging
 import pytest
 import torch
 
-from paper.cost import BUDGET_S, estimate, probe_rates, say_cost
+from paper.cost import BUDGET_S, WEIGHT_WORK_ENCODINGS, estimate, probe_rates, say_cost
 from sae_analysis.reconstruction import NEEL_FLOORS
 
 
@@ -29,6 +29,22 @@ def test_estimate_arithmetic_on_known_rates():
     assert slow["tokens_fitting_budget"] * (1e-4 + 2e-4) <= BUDGET_S - seqs * 128 * per_loss_token
 
 
+def test_estimate_adds_loading_and_weight_work_and_fits_the_rest():
+    """The fixed part (seconds already spent loading, plus WEIGHT_WORK_ENCODINGS x d_sae encodings per run) is in the
+    total and comes off the budget before the frequency tokens are fitted."""
+    rates = {"hook_s": 1e-4, "encode_s": 2e-4, "tail_s": 1e-3}
+    bare = estimate(rates, n_freq=10_000, n_loss=1_000, n_saes=3, n_runs=2)
+    full = estimate(rates, n_freq=10_000, n_loss=1_000, n_saes=3, n_runs=2, d_sae=4096, loaded_s=60.0)
+    fixed = 60.0 + WEIGHT_WORK_ENCODINGS * 2 * 4096 * 2e-4
+    assert WEIGHT_WORK_ENCODINGS == 5.0 and full["fixed_s"] == pytest.approx(fixed) and bare["fixed_s"] == 0
+    assert full["seconds"] == pytest.approx(bare["seconds"] + fixed)
+    per_token = 1e-4 + 3 * 2e-4
+    fits = full["tokens_fitting_budget"]
+    assert fits * per_token <= BUDGET_S - fixed - bare["loss_s"] < (fits + 128) * per_token
+    spent = estimate(rates, n_freq=1, n_loss=1_000, n_saes=3, n_runs=2, loaded_s=2 * BUDGET_S)  # the budget is gone
+    assert spent["tokens_fitting_budget"] == 0 and spent["loss_seqs_fitting_budget"] == 1
+
+
 def test_probe_measures_positive_rates(model, make_sae):
     sae = make_sae(64, 96, hook_name="blocks.0.mlp.hook_post")
     rates = probe_rates(model, sae, torch.randint(0, 50, (8, 16), generator=torch.Generator().manual_seed(0)))
@@ -44,7 +60,7 @@ def test_say_cost_logs_before_and_skips_when_cached(tmp_path, caplog):
     ctx = Context(pf.parse_args(["--smoke", "--out", str(tmp_path)]))
     with caplog.at_level(logging.INFO, logger="paper.cost"):
         cost = say_cost(ctx)
-    assert cost["n_saes"] == 2 and cost["seconds"] > 0 and "would fit in about 10 min" in caplog.text
+    assert cost["n_saes"] == 2 and cost["seconds"] > cost["fixed_s"] > 0 and "would fit in about 10 min" in caplog.text
     for name in ("freq_seed1", "freq_seed2", "phase"):
         (ctx.cache.folder / f"{name}.npz").write_bytes(b"")
     assert say_cost(ctx) is None
