@@ -125,7 +125,7 @@ def test_many_saes_must_read_the_same_hook(model, make_sae, tokens):
 
 
 def test_fires_and_counts_equal_the_relu_definition_exactly(make_sae, gen):
-    """The fast path (pre-activations > 0, counted as a [1, batch] product) equals counting encode(x) > 0, including
+    """The fast path (pre-activations > 0, counted by `grouped_firing_counts`) equals counting encode(x) > 0, including
     latents that never fire and ties at exactly 0; non-ReLU SAEs go through encode."""
     from sae_analysis.metrics import firing_counts
 
@@ -145,7 +145,7 @@ def test_fires_and_counts_equal_the_relu_definition_exactly(make_sae, gen):
 
 
 def test_grouped_firing_counts_equal_a_naive_per_group_count(gen):
-    """Per-sequence counts from the block-diagonal product equal a Python loop over groups, for bool and 0/1 float masks;
+    """Per-sequence counts from the batched product of ones equal a Python loop over groups, for bool and 0/1 float masks;
     a batch that does not split into whole groups is refused."""
     from sae_analysis.metrics import grouped_firing_counts
 
