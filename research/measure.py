@@ -47,7 +47,34 @@ def stream_stats(model: Any, sae: Any, tokens: torch.Tensor, batch_size: int = 3
         n += x.shape[0]
     total = sum_x2 - float((sum_x**2).sum()) / n
     freq = counts.double() / n
-    return {"counts": counts, "freq": freq, "n_tokens": n, "l0": float(freq.sum()), "explained_variance": 1 - sse / total}
+    return {"counts": counts, "freq": freq, "n_tokens": n, "l0": float(freq.sum()), "explained_variance": 1 - sse / total,
+            "mean_x": (sum_x / n).float()}
+
+
+def centred_mean_input(sae: Any, mean_x: torch.Tensor) -> torch.Tensor:
+    """E[x] - b_dec: the input the encoder sees on average (pre-activation = W_enc^T (x - b_dec) + b_enc)."""
+    return mean_x.float() - sae.b_dec.detach().float()
+
+
+def mean_input_alignment(sae: Any, mask: torch.Tensor, mean_x: torch.Tensor) -> dict[str, Any]:
+    """How far the ULF encoders point against the centred mean input m = E[x] - b_dec (Anthropic's February-2024 account
+    of ultra-low-frequency latents, REPLICATION.md §9.3: w . m < 0 acts as a negative bias): the cosine of the members'
+    mean encoder direction with m, and the median of each member's cosine with m."""
+    m = centred_mean_input(sae, mean_x).double()
+    members = sae.W_enc.T.detach().double()[mask]
+    if members.shape[0] == 0:
+        return {"ulf_mean_enc_cos_centred_mean_input": math.nan, "ulf_enc_cos_centred_mean_input_median": math.nan}
+    each = members @ m / (members.norm(dim=-1) * m.norm())
+    return {"ulf_mean_enc_cos_centred_mean_input": direction_cosine(members.mean(0), m),
+            "ulf_enc_cos_centred_mean_input_median": float(each.median())}
+
+
+def residual_cosine(u: torch.Tensor, v: torch.Tensor, remove: list[torch.Tensor]) -> float:
+    """cos(u, v) after projecting both onto the orthogonal complement of span(`remove`): what two directions share
+    beyond the removed ones."""
+    q, _ = torch.linalg.qr(torch.stack([r.double() for r in remove], 1))
+    ru, rv = u.double() - q @ (q.T @ u.double()), v.double() - q @ (q.T @ v.double())
+    return direction_cosine(ru, rv)
 
 
 def ulf_summary(sae: Any, freq: torch.Tensor) -> tuple[dict[str, Any], torch.Tensor]:
@@ -106,26 +133,29 @@ def measure_sae(model: Any, folder: Path, n_tokens: int, ce_seqs: int) -> tuple[
     s = stream_stats(model, sae, tokens)
     rec = reconstruction_losses(model, sae, tokens[:ce_seqs], hook_name=HOOK)
     ulf, mu = ulf_summary(sae, s["freq"])
+    ulf.update(mean_input_alignment(sae, ulf_mask(s["freq"], RARE_FREQ), s["mean_x"]))
     row = {"n_tokens": s["n_tokens"], "min_resolvable_freq": 1 / s["n_tokens"], "l0": s["l0"],
            "explained_variance": s["explained_variance"], **frequency_fractions(s["freq"]), **ulf,
            "ce_tokens": rec.n_tokens, "recons_score_zero": rec.score_zero, "recons_score_mean": rec.score_mean,
            "ce_clean": rec.clean, "ce_recon": rec.recon, "ce_zero": rec.zero}
-    return row, mu
+    return row, (mu, centred_mean_input(sae, s["mean_x"]))
 
 
 def summarize_row(row: str, runs: list[Path], *, n_tokens: int = 2**20, ce_seqs: int = 1024) -> dict[str, Any]:
     """The JSON summary of one row: per-seed measurements (runs hold `final/` or are SAE folders) and cross-seed cosine."""
     torch.set_num_threads(1)
     model = load_model("demo")
-    seeds, mus = {}, []
+    seeds, mus, means = {}, [], []
     for run in runs:
         folder = run / "final" if (run / "final").is_dir() else run
-        m, mu = measure_sae(model, folder, n_tokens, ce_seqs)
+        m, (mu, centred) = measure_sae(model, folder, n_tokens, ce_seqs)
         seeds[run.name] = {**m, "training": training_summary(run), "snapshots": snapshot_summary(run)}
         mus.append(mu)
+        means.append(centred)
     out: dict[str, Any] = {"row": row, "seeds": seeds}
     if len(mus) == 2:
         out["rare_dir_cos_seeds"] = direction_cosine(mus[0], mus[1])
+        out["rare_dir_cos_seeds_beyond_mean_input"] = residual_cosine(mus[0], mus[1], means)
     return out
 
 
