@@ -16,6 +16,11 @@ decoders' likewise, and mu's cosine with candidate directions:
 
 For two seeds: the cosine of their mu (item 4(b)), and the same cosine after removing from both the span of a set of
 candidate directions (`measure.residual_cosine`): what the seeds share beyond those; with the residual's share of |mu|.
+
+By firing count (on the N tokens): each member's cosine with -m / rms, median per bin (0 firings, 1-2, 3 to the ULF
+threshold). `--over-training ROW`: the same measures at every training checkpoint of the row's seed 1 (ULF set from the
+checkpoint's own stored frequencies, measured by the trainer on 262,144 held-out tokens): does the shared component grow
+with training?
 """
 
 from __future__ import annotations
@@ -50,6 +55,13 @@ def folders(row: str) -> list[Path]:
     return [run_dir(row, s) / "final" for s in ROWS[row].seeds if (run_dir(row, s) / "final").is_dir()]
 
 
+def adam_mean_direction(sae, mean_x: torch.Tensor, sq_x: torch.Tensor) -> torch.Tensor:
+    """m / rms(x - b_dec) per coordinate, from E[x] and E[x^2]: where Adam's per-coordinate normalisation takes a
+    gradient that is (x - b_dec) on average."""
+    b = sae.b_dec.detach().float()
+    return centred_mean_input(sae, mean_x) / (sq_x - 2 * b * mean_x + b**2).clamp_min(1e-12).sqrt()
+
+
 @torch.no_grad()
 def seed_mechanism(sae, xs: torch.Tensor, mean_x: torch.Tensor, sq_x: torch.Tensor) -> tuple[dict, dict[str, torch.Tensor]]:
     """One SAE on the held activations `xs` [n, d_in]: ULF set, mu, and mu's cosine with the candidate directions."""
@@ -65,13 +77,17 @@ def seed_mechanism(sae, xs: torch.Tensor, mean_x: torch.Tensor, sq_x: torch.Tens
         weight += float(n_firing.sum())
     enc, dec = ulf_cluster(sae.W_enc.T.float(), mask), ulf_cluster(sae.W_dec.float(), mask)
     m = centred_mean_input(sae, mean_x)
-    b = sae.b_dec.float()
-    rms = (sq_x - 2 * b * mean_x + b**2).clamp_min(1e-12).sqrt()  # per coordinate: sqrt(E[(x - b_dec)^2])
-    dirs = {"mu": enc.mean_direction, "m": m, "g": (g / max(weight, 1.0)).float(), "sign_m": torch.sign(m), "adam_m": m / rms}
+    dirs = {"mu": enc.mean_direction, "m": m, "g": (g / max(weight, 1.0)).float(), "sign_m": torch.sign(m),
+            "adam_m": adam_mean_direction(sae, mean_x, sq_x)}
     cos = {f"cos_mu_{k}": direction_cosine(dirs["mu"], dirs.get(k, mean_x)) for k in ("E[x]", "sign_m", "adam_m", "g")}
     members = sae.W_enc.T.double()[mask]
-    cos["ulf_enc_cos_adam_m_median"] = float((members @ dirs["adam_m"].double()).div(
-        members.norm(dim=-1) * dirs["adam_m"].double().norm()).median())  # fmt: skip
+    each = (members @ dirs["adam_m"].double()).div(members.norm(dim=-1) * dirs["adam_m"].double().norm())
+    cos["ulf_enc_cos_adam_m_median"] = float(each.median())
+    firings = counts[mask]
+    threshold = int(RARE_FREQ * len(xs))
+    bins = {"0": firings == 0, "1-2": (firings >= 1) & (firings <= 2), f"3-{threshold}": firings >= 3}
+    cos["ulf_enc_cos_adam_m_median_by_firings"] = {k: [int(b.sum()), float(each[b].median()) if b.any() else None]
+                                                   for k, b in bins.items()}  # fmt: skip
     return {"n_ulf": int(mask.sum()), "frac_ulf": float(mask.double().mean()),
             "ulf_enc_cos_median": float(enc.cos_with_mean.median()), "ulf_dec_cos_median": float(dec.cos_with_mean.median()),
             **mean_input_alignment(sae, mask, mean_x), **cos}, dirs  # fmt: skip
@@ -101,11 +117,35 @@ def row_mechanism(row: str, xs: torch.Tensor, mean_x: torch.Tensor, sq_x: torch.
     return report
 
 
+@torch.no_grad()
+def over_training(row: str, mean_x: torch.Tensor, sq_x: torch.Tensor) -> list[dict]:
+    """At every checkpoint of the row's seed 1: the ULF set of its stored frequencies, the members' median cosine with
+    their mean, and mu's / the median member's cosine with -m / rms (the direction of the final measure)."""
+    from sae_analysis.frequency import frequencies_from_log10
+
+    out = []
+    for ck in sorted((run_dir(row, ROWS[row].seeds[0]) / "checkpoints").iterdir()):
+        sae = load_sae(ck, dtype=torch.float32)
+        freq = frequencies_from_log10(sae.log10_density, str(ck)).freq
+        mask = ulf_mask(freq, RARE_FREQ)
+        adam_m = adam_mean_direction(sae, mean_x, sq_x).double()
+        members = sae.W_enc.T.double()[mask]
+        enc = ulf_cluster(sae.W_enc.T.float(), mask)
+        each = members @ adam_m / (members.norm(dim=-1) * adam_m.norm())
+        out.append({"tokens": int(ck.name), "frac_ulf": float(mask.double().mean()),
+                    "ulf_enc_cos_median": float(enc.cos_with_mean.median()),
+                    "cos_mu_adam_m": direction_cosine(enc.mean_direction, adam_m.float()),
+                    "ulf_enc_cos_adam_m_median": float(each.median())})  # fmt: skip
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("rows", nargs="*", default=["committed"], choices=["committed", *sorted(ROWS)])
     p.add_argument("--tokens", type=int, default=2**17)
     p.add_argument("--out", type=Path, default=ROOT / "docs" / "demo_research" / "mechanism.json")
+    p.add_argument("--over-training", action="append", default=[], choices=sorted(ROWS), metavar="ROW",
+                   help="also measure every training checkpoint of ROW's seed 1 (repeatable)")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     model = load_model("demo")
@@ -118,9 +158,18 @@ def main(argv: list[str] | None = None) -> None:
     report = json.loads(args.out.read_text()) if args.out.exists() else {}
     for row in args.rows:
         report[row] = row_mechanism(row, xs, mean_x, sq_x, pcs)
-        text = json.dumps(report, indent=1) + "\n"
-        atomic_write(args.out, lambda tmp: tmp.write_text(text))  # after each row: nothing lost if stopped
+        save(args.out, report)
         sys.stdout.write(json.dumps(report[row]) + "\n")
+    for row in args.over_training:
+        report.setdefault("over_training", {})[row] = over_training(row, mean_x, sq_x)
+        save(args.out, report)
+        sys.stdout.write(json.dumps(report["over_training"][row]) + "\n")
+
+
+def save(path: Path, report: dict) -> None:
+    """Atomically, after each row: nothing is lost if the run is stopped."""
+    text = json.dumps(report, indent=1) + "\n"
+    atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
 if __name__ == "__main__":

@@ -100,7 +100,7 @@ def test_mechanism_finds_a_planted_adam_preconditioned_anti_mean_direction():
         sae.W_enc.copy_(torch.cat([rare, torch.randn(d_in, 3, generator=gen)], 1))
         sae.b_enc.copy_(torch.tensor([-1e3, -1e3, -1e3, 1e3, 1e3, 1e3]))
     out, dirs = seed_mechanism(sae, xs, xs.mean(0), xs.pow(2).mean(0))
-    assert out["n_ulf"] == 3
+    assert out["n_ulf"] == 3 and out["ulf_enc_cos_adam_m_median_by_firings"]["0"][0] == 3
     assert torch.allclose(dirs["adam_m"], adam_m, atol=1e-5)
     assert out["cos_mu_adam_m"] < -0.999 and out["ulf_enc_cos_adam_m_median"] < -0.999
     assert out["ulf_mean_enc_cos_centred_mean_input"] > out["cos_mu_adam_m"] + 0.1  # the plain mean m fits worse here
