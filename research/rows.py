@@ -1,12 +1,13 @@
 """The rows of the demo-recipe sweep (issue #13): one named trainer config each, over the demo build's seed config.
 
-Every row starts from `trainers.demo.config.seed_config(full_config(), seed)` (the committed demo's recipe: batch 1,024, lr 1e-3,
-l1_coeff 1e-3 in the original convention, Kaiming resampling of latents below 10^-5.5 every 488 steps, 16 resamples, then
-487 more steps; 8,494,080 tokens) and changes only what its `changes` say. `schedule(spc, n)` gives the demo build's schedule
-with n resamples every spc steps (`trainers.demo.config.demo_train_config`), so a short row ends like the full one: 487 steps
-after its last resample. `slice_seqs` restricts training to the first rows of the seed's permutation of the train split
-(the data-exhaustion rows); `None` = the whole train split (28,537,088 tokens, so the committed 8.5M-token run sees 0.30
-epochs and never repeats data).
+Every row starts from `trainers.demo.config.seed_config(full_config(), seed)` with `SWEEP_BASE` (the first-round demo's
+recipe: batch 1,024, lr 1e-3, l1_coeff 1e-3 in the original convention, Kaiming resampling of latents below 10^-5.5
+every 488 steps, 16 resamples, then 487 more steps; 8,494,080 tokens) and changes only what its `changes` say.
+`schedule(spc, n)` gives the demo build's schedule with n resamples every spc steps
+(`trainers.demo.config.demo_train_config`), so a short row ends like the full one: 487 steps after its last resample.
+`slice_seqs` restricts training to the first rows of the seed's permutation of the train split (the data-exhaustion
+rows); `None` = the whole train split (28,537,088 tokens, so the committed 8.5M-token run sees 0.30 epochs and never
+repeats data).
 """
 
 from __future__ import annotations
@@ -18,6 +19,10 @@ from typing import Any
 from trainers import TrainConfig
 from trainers.config_resample import AnthropicResample, NoResample
 from trainers.demo.config import demo_train_config, full_config, seed_config
+
+SWEEP_BASE: dict[str, Any] = {"l1_coeff": 1e-3}
+"""What the sweep's baseline pins against later changes of the build recipe: the first-round demo's L1 coefficient, so
+that rebuilding the demo with another one (item 6) leaves every row's config, and its finished runs, as they were."""
 
 SPC = 488
 """Steps per checkpoint / Kaiming resample in the committed demo recipe."""
@@ -51,7 +56,7 @@ class Row:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def config(self, seed: int) -> TrainConfig:
-        return dataclasses.replace(seed_config(full_config(), seed), **self.changes)
+        return dataclasses.replace(seed_config(full_config(), seed), **{**SWEEP_BASE, **self.changes})
 
 
 SHORT = schedule(3)  # 1,951 steps = 1,997,824 tokens: 3 resamples, then 487 steps
