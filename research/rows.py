@@ -20,9 +20,10 @@ from trainers import TrainConfig
 from trainers.config_resample import AnthropicResample, NoResample
 from trainers.demo.config import demo_train_config, full_config, seed_config
 
-SWEEP_BASE: dict[str, Any] = {"l1_coeff": 1e-3}
-"""What the sweep's baseline pins against later changes of the build recipe: the first-round demo's L1 coefficient, so
-that rebuilding the demo with another one (item 6) leaves every row's config, and its finished runs, as they were."""
+SWEEP_BASE: dict[str, Any] = {"l1_coeff": 1e-3, "lr": 1e-3}
+"""What the sweep's baseline pins against later changes of the build recipe: the first-round demo's L1 coefficient and
+learning rate, so that rebuilding the demo with other ones (item 6) leaves every row's config, and its finished runs, as
+they were."""
 
 SPC = 488
 """Steps per checkpoint / Kaiming resample in the committed demo recipe."""

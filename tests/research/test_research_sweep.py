@@ -18,7 +18,7 @@ from trainers.train import make_buffer
 def test_every_row_is_a_valid_config_of_the_demo_recipe():
     base = ROWS["baseline"].config(1)
     assert base.num_tokens == 8_494_080 and base.lr == 1e-3 and base.resample.method == "kaiming"
-    assert base.l1_coeff == 1e-3  # pinned (SWEEP_BASE): the rows stay what they were when the demo recipe changes
+    assert base.l1_coeff == 1e-3  # pinned (SWEEP_BASE, with lr): the rows stay what they were when the demo recipe changes
     assert SHORT["num_tokens"] == 1951 * 1024  # 3 resamples, then 487 steps: ends like the full recipe
     for name, row in ROWS.items():
         cfg = row.config(row.seeds[0])
