@@ -17,7 +17,7 @@ class BuildConfig:
 
     lm: LMConfig = field(default_factory=LMConfig)
     """The demo language model and its training schedule."""
-    sae: TrainConfig = field(default_factory=lambda: demo_train_config(488, 16, l1_coeff=1e-3, lr=1e-3))
+    sae: TrainConfig = field(default_factory=lambda: demo_train_config(488, 16, l1_coeff=1e-3, lr=3e-4))
     """SAE training settings shared by every seed (the seed field is replaced per seed)."""
     seeds: tuple[int, ...] = (1, 2)
     """One SAE per seed, exported as seed1, seed2, ..."""
