@@ -3,6 +3,7 @@ migrated to the same schedule, and nonsense intervals are refused or warned abou
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -27,6 +28,7 @@ from trainers.demo.build import finished_run_verdict
 from trainers.demo.config import full_config, seed_config
 
 DEMO = Path(__file__).parents[2] / "sae_analysis" / "data" / "demo"
+OLD_CONFIGS = Path(__file__).parent / "data"
 PINNED = {  # recorded at the base commit e1bb25b (step-counted fields) on an AVX512 CPU, one thread
     "cpu": "AVX512",
     "weights_sha256": "fbdf81d0f555be84507fb90be4d2e20451ea70c83502fd330fe7b757e057d985",
@@ -69,13 +71,22 @@ def test_single_process_trajectory_is_unchanged(tmp_path):
 
 
 @pytest.mark.parametrize("seed", [1, 2])
-def test_committed_demo_configs_migrate_to_the_build_config(seed):
-    old = json.loads((DEMO / f"seed{seed}" / "trainer_cfg.json").read_text())
+def test_first_build_demo_configs_migrate_to_its_build_config(seed):
+    """The first demo build (2026-11-28, lr 1e-3) wrote its trainer configs with the old step-based names; kept as test
+    data since the rebuild, they still convert to that build's seed configs."""
+    old = json.loads((OLD_CONFIGS / f"first_build_seed{seed}_trainer_cfg.json").read_text())
     assert "log_every" in old and "log_every_tokens" not in old  # written with the old names
-    wanted = seed_config(full_config(), seed)
+    wanted = dataclasses.replace(seed_config(full_config(), seed), lr=1e-3)  # the first build's learning rate
     assert finished_run_verdict(TrainConfig.from_dict(old), wanted) == "reuse"
-    manifest = json.loads((DEMO / "manifest.json").read_text())["sae_train_config"]
+    assert finished_run_verdict(TrainConfig.from_dict(old), seed_config(full_config(), seed)) == "retrain"  # lr differs
+    manifest = json.loads((OLD_CONFIGS / "first_build_sae_train_config.json").read_text())
     assert TrainConfig.from_dict(manifest).checkpoint_every_tokens == old["checkpoint_every"]
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_committed_demo_configs_are_the_build_config(seed):
+    saved = json.loads((DEMO / f"seed{seed}" / "trainer_cfg.json").read_text())
+    assert finished_run_verdict(TrainConfig.from_dict(saved), seed_config(full_config(), seed)) == "reuse"
 
 
 def test_old_dicts_convert_steps_to_tokens_for_their_method():
