@@ -47,7 +47,7 @@ from paper.compute import (
 )
 from paper.context import Context
 from paper.cost import say_cost
-from paper.exhaustion import exhaustion_panels, planted_exhaustion_runs, read_exhaustion_runs
+from paper.exhaustion import exhaustion_panels, planted_exhaustion_runs, read_control, read_exhaustion_runs
 from paper.inventory import FIGURES as INVENTORY
 from paper.options import Options
 from paper.plotting import single as _single
@@ -208,18 +208,16 @@ def _case_page(ctx: Context, which: int) -> Any:
 
 def x_data_exhaustion(ctx: Context) -> Any:
     """REPLICATION.md §6.2 tested at demo scale: end_of_data freeze / wrap / stop after a short slice of the train split,
-    from committed snapshots (paper/data/demo_exhaustion), beside the committed seed1 on fresh data. Smoke: planted runs."""
+    from committed snapshots (paper/data/demo_exhaustion), beside the first build's seed1 on fresh data (the same recipe;
+    paper.exhaustion.read_control). Smoke: planted runs."""
     kind = ctx.info["kind"]
     if kind not in ("demo", "smoke"):
         raise Skip("the data-exhaustion runs exist for the demo model only (research/demo_sweep.py, rows exhaust_*)")
     runs = planted_exhaustion_runs() if kind == "smoke" else read_exhaustion_runs()
     if not runs:
         raise Skip("no committed data-exhaustion snapshots in paper/data/demo_exhaustion")
-    control = None
-    if kind == "demo":
-        p = phase(ctx)
-        control = (p["tokens"], p["log10_freq"])
-    e = exhaustion_panels(runs, control, f"fresh data ({ctx.runs()[0]})")
+    control = read_control() if kind == "demo" else None
+    e = exhaustion_panels(runs, control[:2] if control else None, f"fresh data ({control[2]})" if control else "")
     return F.plot_data_exhaustion(
         e["ulf"], e["dead"], e["histograms"], edges=e["edges"], exhausted_tokens=e["exhausted_tokens"],
         resample_tokens=e["resample_tokens"], dead_label=f"0 firings in {e['snapshot_tokens']:,} held-out tokens",

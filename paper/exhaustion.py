@@ -3,7 +3,9 @@
 The runs were trained by `research/demo_sweep.py` (rows exhaust_freeze / exhaust_wrap / exhaust_stop: the demo recipe on a
 786,432-token slice of the train split, so fresh data runs out after 753,664 training tokens) and their snapshots committed
 as `paper/data/demo_exhaustion/<row>.npz` (`write_exhaustion_snapshots`). No training happens here. The fresh-data control
-is the committed demo's seed1 (same seed, same recipe, the whole train split), whose snapshots the demo source carries.
+is the first demo build's seed1 (same seed, same recipe at lr 1e-3, the whole train split), whose first snapshots are
+committed as `paper/data/demo_exhaustion/control/first_build_seed1.npz` (`write_control_snapshots`): the committed demo
+was since rebuilt at lr 3e-4, so its own snapshots are no longer the same recipe.
 
 npz keys: tokens [n] int64; log10_freq [n, d_sae] float16 = log10(freq + 10^-6.5) on `snapshot_tokens` held-out tokens;
 policy (end_of_data); exhausted_tokens; slice_tokens; snapshot_tokens; resample_tokens [k] int64.
@@ -21,6 +23,7 @@ from sae_analysis.metrics import LOG_FREQ_EPS, RARE_FREQ
 from sae_analysis.phase import log_freq_histograms, snapshots_from_log10, ulf_fraction_over_time
 
 EXHAUSTION_DIR = Path(__file__).resolve().parent / "data" / "demo_exhaustion"
+CONTROL_FILE = EXHAUSTION_DIR / "control" / "first_build_seed1.npz"
 KEYS = ("tokens", "log10_freq", "policy", "exhausted_tokens", "slice_tokens", "snapshot_tokens", "resample_tokens")
 
 
@@ -48,6 +51,24 @@ def read_exhaustion_runs(folder: Path = EXHAUSTION_DIR) -> dict[str, dict[str, A
             run = {k: z[k] for k in KEYS}
         runs[str(run["policy"])] = run
     return runs
+
+
+def write_control_snapshots(path: Path, tokens: np.ndarray, log10_freq: np.ndarray, *, name: str) -> Path:
+    """Store the fresh-data control's snapshots (float16 log10(freq + 10^-6.5), like the runs') and its name."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.npz")
+    np.savez_compressed(tmp, tokens=np.asarray(tokens, np.int64), log10_freq=np.asarray(log10_freq, np.float16),
+                        name=np.array(name))
+    tmp.replace(path)
+    return path
+
+
+def read_control(path: Path = CONTROL_FILE) -> tuple[np.ndarray, np.ndarray, str] | None:
+    """(tokens, log10_freq, name) of the committed fresh-data control, or None when there is none."""
+    if not path.exists():
+        return None
+    with np.load(path, allow_pickle=False) as z:
+        return z["tokens"], z["log10_freq"], str(z["name"])
 
 
 def _shares(tokens: np.ndarray, log10: np.ndarray) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:

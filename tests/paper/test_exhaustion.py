@@ -11,7 +11,9 @@ from paper.exhaustion import (
     EXHAUSTION_DIR,
     exhaustion_panels,
     planted_exhaustion_runs,
+    read_control,
     read_exhaustion_runs,
+    write_control_snapshots,
     write_exhaustion_snapshots,
 )
 
@@ -80,3 +82,25 @@ def test_committed_runs_describe_the_demo_experiment():
         assert r["log10_freq"].shape == (len(r["tokens"]), 4096) and r["log10_freq"].dtype == np.float16
         assert np.all(np.diff(r["tokens"]) > 0) and r["snapshot_tokens"] >= 2**18
         assert r["exhausted_tokens"] < r["slice_tokens"] <= r["tokens"].max() + 65_536  # exhaustion happens in the run
+
+
+def test_committed_control_is_the_same_recipe_as_the_runs():
+    """The fresh-data control must follow the exhaustion rows' recipe (lr 1e-3, seed 1) until their data runs out: at
+    their common snapshot (499,712 tokens, before exhaustion) the same latents are rare. The rebuilt demo (lr 3e-4) would
+    fail this: its ULF share at 0.5M tokens is ~1 %, the rows' ~61 %."""
+    tokens, log10, name = read_control()
+    assert "first build" in name and log10.dtype == np.float16 and log10.shape == (len(tokens), 4096)
+    run = read_exhaustion_runs()["freeze"]
+    common = int(tokens[0])
+    assert common in run["tokens"] and common < int(run["exhausted_tokens"])
+    a, b = log10[0].astype(np.float64), run["log10_freq"][list(run["tokens"]).index(common)].astype(np.float64)
+    assert np.corrcoef(a, b)[0, 1] > 0.99
+    assert abs((a < -4).mean() - (b < -4).mean()) < 0.01  # ULF shares (freq < 1e-4) agree to a point
+
+
+def test_control_round_trip(tmp_path):
+    tokens, log10 = np.array([10, 20]), np.full((2, 8), -5.0)
+    path = write_control_snapshots(tmp_path / "c.npz", tokens, log10, name="x")
+    t, logs, n = read_control(path)
+    assert t.tolist() == [10, 20] and logs.dtype == np.float16 and n == "x"
+    assert read_control(tmp_path / "missing.npz") is None
