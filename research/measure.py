@@ -56,16 +56,21 @@ def centred_mean_input(sae: Any, mean_x: torch.Tensor) -> torch.Tensor:
     return mean_x.float() - sae.b_dec.detach().float()
 
 
+def member_cosines(sae: Any, mask: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:
+    """Each masked latent's encoder cosine with `direction` (float64, one per member)."""
+    members, d = sae.W_enc.T.detach().double()[mask], direction.detach().double()
+    return members @ d / (members.norm(dim=-1) * d.norm())
+
+
 def mean_input_alignment(sae: Any, mask: torch.Tensor, mean_x: torch.Tensor) -> dict[str, Any]:
     """How far the ULF encoders point against the centred mean input m = E[x] - b_dec (Anthropic's February-2024 account
     of ultra-low-frequency latents, REPLICATION.md §9.3: w . m < 0 acts as a negative bias): the cosine of the members'
     mean encoder direction with m, and the median of each member's cosine with m."""
     m = centred_mean_input(sae, mean_x).double()
-    members = sae.W_enc.T.detach().double()[mask]
-    if members.shape[0] == 0:
+    if not mask.any():
         return {"ulf_mean_enc_cos_centred_mean_input": math.nan, "ulf_enc_cos_centred_mean_input_median": math.nan}
-    each = members @ m / (members.norm(dim=-1) * m.norm())
-    return {"ulf_mean_enc_cos_centred_mean_input": direction_cosine(members.mean(0), m),
+    each = member_cosines(sae, mask, m)
+    return {"ulf_mean_enc_cos_centred_mean_input": direction_cosine(sae.W_enc.T.detach().double()[mask].mean(0), m),
             "ulf_enc_cos_centred_mean_input_median": float(each.median())}
 
 

@@ -36,7 +36,14 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from research.demo_sweep import ROWS, run_dir  # noqa: E402
-from research.measure import HOOK, SEQ_LEN, centred_mean_input, mean_input_alignment, residual_cosine  # noqa: E402
+from research.measure import (  # noqa: E402
+    HOOK,
+    SEQ_LEN,
+    centred_mean_input,
+    mean_input_alignment,
+    member_cosines,
+    residual_cosine,
+)
 from sae_analysis.activations import hook_activations, token_batches  # noqa: E402
 from sae_analysis.io import demo_dir, load_model, load_sae  # noqa: E402
 from sae_analysis.io.demo import demo_tokens  # noqa: E402
@@ -80,8 +87,7 @@ def seed_mechanism(sae, xs: torch.Tensor, mean_x: torch.Tensor, sq_x: torch.Tens
     dirs = {"mu": enc.mean_direction, "m": m, "g": (g / max(weight, 1.0)).float(), "sign_m": torch.sign(m),
             "adam_m": adam_mean_direction(sae, mean_x, sq_x)}
     cos = {f"cos_mu_{k}": direction_cosine(dirs["mu"], dirs.get(k, mean_x)) for k in ("E[x]", "sign_m", "adam_m", "g")}
-    members = sae.W_enc.T.double()[mask]
-    each = (members @ dirs["adam_m"].double()).div(members.norm(dim=-1) * dirs["adam_m"].double().norm())
+    each = member_cosines(sae, mask, dirs["adam_m"])
     cos["ulf_enc_cos_adam_m_median"] = float(each.median())
     firings = counts[mask]
     threshold = int(RARE_FREQ * len(xs))
@@ -129,9 +135,8 @@ def over_training(row: str, mean_x: torch.Tensor, sq_x: torch.Tensor) -> list[di
         freq = frequencies_from_log10(sae.log10_density, str(ck)).freq
         mask = ulf_mask(freq, RARE_FREQ)
         adam_m = adam_mean_direction(sae, mean_x, sq_x).double()
-        members = sae.W_enc.T.double()[mask]
         enc = ulf_cluster(sae.W_enc.T.float(), mask)
-        each = members @ adam_m / (members.norm(dim=-1) * adam_m.norm())
+        each = member_cosines(sae, mask, adam_m)
         out.append({"tokens": int(ck.name), "frac_ulf": float(mask.double().mean()),
                     "ulf_enc_cos_median": float(enc.cos_with_mean.median()),
                     "cos_mu_adam_m": direction_cosine(enc.mean_direction, adam_m.float()),
